@@ -1,0 +1,60 @@
+"""async-expert-ext: an async doctor for Jupyter notebooks, scripts and CI.
+
+Load it in a notebook with ``%load_ext async_expert_ext``; see README.md.
+Heavy modules (IPython, pandas, ipywidgets) are imported only when used.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "scan",
+    "Finding",
+    "ScanReport",
+    "Severity",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (``%load_ext async_expert_ext``)."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove hooks and transformers installed by the extension (``%unload_ext``)."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+def scan(target: Any, **settings: Any) -> Any:
+    """Scan ``target`` statically: a path, a list of paths, or source text
+    containing a newline. Keyword arguments are :class:`~async_expert_ext.config.Settings`
+    fields. Returns a :class:`ScanReport`.
+
+    Raises:
+        TargetNotFound: when a path does not exist.
+    """
+    from .config import Settings
+    from .scan.runner import scan_paths, scan_source
+
+    s = Settings().merged(**settings)
+    if isinstance(target, str) and "\n" in target:
+        return scan_source(target, settings=s)
+    paths = [target] if isinstance(target, str) else list(target)
+    return scan_paths(paths, s)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Finding", "ScanReport", "Severity"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(name)

@@ -1,0 +1,6 @@
+"""Every rule family, one module each. Importing this package registers them all
+(see :mod:`async_expert_ext.scan.registry`). Add a family by adding its import here."""
+from __future__ import annotations
+
+from . import core  # noqa: F401
+from . import blocking  # noqa: F401

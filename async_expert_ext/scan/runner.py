@@ -1,0 +1,339 @@
+"""Parse once, walk once, link once: source units -> :class:`ScanReport`.
+
+Entry points (none of them imports or runs the scanned code):
+
+- :func:`scan_source`: one string (a cell or a file's text);
+- :func:`scan_cells`: the cells of a session, linked as one program;
+- :func:`scan_paths`: files, folders (recursive) and notebooks;
+- :func:`scan_module`: a dotted module name, located with ``find_spec``.
+
+Per-file results are cached on disk under the user cache dir, keyed by the
+file's content, its module name, the rule set and the settings that change
+per-file results; big trees are walked by a process pool.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import pickle
+import time
+from typing import Iterable, Sequence
+
+from .. import __version__
+from ..config import Settings
+from ..model import Finding, ScanReport, Severity
+from .context import Dispatch, FileContext, walk_file
+from .link import FileResult, Program
+from .registry import Rule, all_rules
+from .sources import SourceUnit, find_module_path, units_for_paths
+
+__all__ = ["scan_source", "scan_cells", "scan_paths", "scan_module", "scan_units", "analyse_unit", "enabled_rules", "cache_dir"]
+
+#: Trees with at least this many files are walked by a process pool (when jobs != 1).
+POOL_THRESHOLD = 300
+
+
+def _matches(rule: type[Rule], keys: Sequence[str]) -> bool:
+    return any(rule.kind == k or rule.code.startswith(k) or (rule.name or rule.__name__) == k for k in keys)
+
+
+def enabled_rules(settings: Settings) -> list[Rule]:
+    """Instances of the rules that ``settings.select``/``ignore`` leave enabled,
+    with per-rule severity overrides applied."""
+    out = []
+    for code, cls in all_rules().items():
+        if settings.select and not _matches(cls, settings.select) and cls.kind != "syntax-error":
+            continue
+        if settings.ignore and _matches(cls, settings.ignore):
+            continue
+        sev = settings.rule_severity.get(code) or settings.rule_severity.get(cls.kind)
+        out.append(cls(severity=sev))
+    return out
+
+
+def cache_dir() -> str:
+    """The on-disk cache folder (``$ASYNC_EXPERT_CACHE_DIR`` or the user cache dir)."""
+    env = os.environ.get("ASYNC_EXPERT_CACHE_DIR")
+    if env:
+        return env
+    try:
+        from platformdirs import user_cache_dir
+
+        return os.path.join(user_cache_dir("async-expert"), "scan-v1")
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        return os.path.join(os.path.expanduser("~/.cache/async-expert"), "scan-v1")
+
+
+def _rules_signature(rules: Sequence[Rule], settings: Settings) -> str:
+    codes = ",".join(f"{r.code}:{r.effective_severity.value}" for r in rules)
+    return f"{__version__}|{codes}|{settings.signature()}"
+
+
+def _syntax_error_finding(unit: SourceUnit, exc: SyntaxError) -> Finding:
+    from .rules.core import SyntaxErrorRule
+
+    line = exc.lineno or 1
+    text = unit.text.splitlines()[line - 1] if unit.text and 0 < line <= len(unit.text.splitlines()) else ""
+    return SyntaxErrorRule().make_finding(
+        path=unit.path,
+        line=line,
+        col=max((exc.offset or 1) - 1, 0),
+        snippet=text,
+        message=f"syntax error: {exc.msg}; the rest of this file was not scanned",
+    )
+
+
+_PARSE_FLAGS = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+def analyse_unit(unit: SourceUnit, rules: Sequence[Rule], settings: Settings, seed: dict | None = None) -> FileResult:
+    """Parse and walk one unit (no cache). Syntax errors become a finding."""
+    assert unit.text is not None
+    try:
+        if unit.notebook:
+            tree = compile(unit.text, unit.path, "exec", flags=_PARSE_FLAGS, dont_inherit=True)
+        else:
+            tree = ast.parse(unit.text, filename=unit.path)
+    except (SyntaxError, ValueError) as exc:
+        if not isinstance(exc, SyntaxError):
+            exc = SyntaxError(str(exc))
+        return FileResult(path=unit.path, module=unit.module, findings=[_syntax_error_finding(unit, exc)])
+    ctx = FileContext(
+        unit.path,
+        unit.module,
+        unit.text,
+        tree,  # type: ignore[arg-type]
+        notebook=unit.notebook,
+        package=unit.package,
+        extra_blocking=settings.extra_blocking,
+        seed=seed,
+    )
+    fresh = [type(r)(severity=r.effective_severity) for r in rules]
+    try:
+        return walk_file(ctx, Dispatch(fresh))
+    except RecursionError:
+        return FileResult(path=unit.path, module=unit.module, errors=[f"{unit.path}: too deeply nested to scan"])
+
+
+def _cached_analyse(unit: SourceUnit, rules: Sequence[Rule], settings: Settings, signature: str) -> FileResult:
+    if not settings.cache:
+        return analyse_unit(unit, rules, settings)
+    key = hashlib.sha1(
+        "\x00".join((signature, unit.path, unit.module, unit.package, str(unit.notebook), unit.text or "")).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+    folder = os.path.join(cache_dir(), key[:2])
+    file = os.path.join(folder, key + ".pickle")
+    try:
+        with open(file, "rb") as fh:
+            return pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        pass
+    result = analyse_unit(unit, rules, settings)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{file}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, file)
+    except OSError:
+        pass
+    return result
+
+
+def _pool_worker(args: tuple[list[SourceUnit], Settings]) -> list[FileResult]:
+    units, settings = args
+    rules = enabled_rules(settings)
+    sig = _rules_signature(rules, settings)
+    return [_cached_analyse(u, rules, settings, sig) for u in units]
+
+
+def scan_units(
+    units: Iterable[SourceUnit],
+    settings: Settings | None = None,
+    *,
+    target: str = "",
+    jobs: int | None = None,
+    progress: object = None,
+) -> ScanReport:
+    """Scan source units as one program (linked together) and build the report.
+
+    Args:
+        units: what to scan; units with a ``note`` are listed in ``errors``.
+        settings: select/ignore/severity/extra_blocking/cache.
+        target: the name of what was scanned, for the report.
+        jobs: worker processes (default ``settings.jobs``; 0 = automatic).
+        progress: optional callable ``progress(done, total)``.
+    """
+    settings = settings or Settings()
+    started = time.perf_counter()
+    rules = enabled_rules(settings)
+    sig = _rules_signature(rules, settings)
+    readable: list[SourceUnit] = []
+    errors: list[str] = []
+    for u in units:
+        if u.text is None:
+            errors.append(u.note or f"{u.path}: not scanned")
+        else:
+            readable.append(u)
+    jobs = settings.jobs if jobs is None else jobs
+    if jobs == 0:
+        jobs = (os.cpu_count() or 1) if len(readable) >= POOL_THRESHOLD else 1
+    results: list[FileResult] = []
+    if jobs > 1 and len(readable) >= max(2 * jobs, 8):
+        results = _run_pool(readable, settings, jobs)
+    else:
+        total = len(readable)
+        for i, u in enumerate(readable):
+            results.append(_cached_analyse(u, rules, settings, sig))
+            if progress is not None:
+                progress(i + 1, total)  # type: ignore[operator]
+    findings: list[Finding] = []
+    sources: dict[str, str] = {}
+    for u, r in zip(readable, results):
+        findings.extend(r.findings)
+        errors.extend(r.errors)
+        sources[u.path] = u.text or ""
+    program = Program(results)
+    findings.extend(program.run_checks())
+    findings = _dedupe(findings)
+    report = ScanReport(
+        findings=findings,
+        files_scanned=[u.path for u in readable],
+        errors=errors,
+        seconds=time.perf_counter() - started,
+        target=target,
+        sources=sources,
+    )
+    report = report.filter(settings.select, settings.ignore, settings.min_severity)
+    report.sources = sources
+    return report
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen: set[tuple] = set()
+    out = []
+    for f in findings:
+        key = (f.code, f.path, f.line, f.col, f.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(f)
+    return out
+
+
+def _run_pool(units: list[SourceUnit], settings: Settings, jobs: int) -> list[FileResult]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunk = max(1, len(units) // (jobs * 4))
+    batches = [units[i : i + chunk] for i in range(0, len(units), chunk)]
+    out: list[FileResult] = []
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for part in pool.map(_pool_worker, [(b, settings) for b in batches]):
+                out.extend(part)
+    except (OSError, RuntimeError):  # no fork/spawn available: fall back to serial
+        out = _pool_worker((units, settings))
+    return out
+
+
+def scan_source(
+    source: str,
+    path: str = "<cell>",
+    *,
+    notebook: bool = True,
+    module: str = "__main__",
+    settings: Settings | None = None,
+    seed: dict | None = None,
+) -> ScanReport:
+    """Scan one piece of source text (a notebook cell by default: top-level
+    ``await`` is allowed and top-level ``asyncio.run`` is a finding).
+
+    ``seed`` may give ``{"aliases": {name: qualname}, "types": {name: type}}`` for
+    names defined outside the text (the notebook's namespace).
+    """
+    settings = settings or Settings()
+    unit = SourceUnit(path=path, module=module, text=source, notebook=notebook)
+    started = time.perf_counter()
+    rules = enabled_rules(settings)
+    result = analyse_unit(unit, rules, settings, seed=seed)
+    program = Program([result])
+    findings = _dedupe([*result.findings, *program.run_checks()])
+    report = ScanReport(
+        findings=findings,
+        files_scanned=[path],
+        errors=list(result.errors),
+        seconds=time.perf_counter() - started,
+        target=path,
+        sources={path: source},
+    )
+    out = report.filter(settings.select, settings.ignore, settings.min_severity)
+    out.sources = report.sources
+    return out
+
+
+def scan_cells(cells: Sequence[tuple[str, str]], settings: Settings | None = None, *, target: str = "session") -> ScanReport:
+    """Scan notebook cells (``(label, source)``, e.g. ``("In[5]", "...")``) as one
+    program: names imported or defined in one cell are known in later ones."""
+    settings = settings or Settings()
+    started = time.perf_counter()
+    rules = enabled_rules(settings)
+    results: list[FileResult] = []
+    sources: dict[str, str] = {}
+    seed: dict = {"aliases": {}, "types": {}}
+    for label, text in cells:
+        unit = SourceUnit(path=label, module="__main__", text=text, notebook=True)
+        r = analyse_unit(unit, rules, settings, seed=seed)
+        results.append(r)
+        sources[label] = text
+        seed = {
+            "aliases": {**seed["aliases"], **{k.partition(".")[2]: v for k, v in r.aliases.items()}},
+            "types": {**seed["types"], **getattr(r, "module_types", {})},
+        }
+    program = Program(results)
+    findings = [f for r in results for f in r.findings]
+    findings.extend(program.run_checks())
+    report = ScanReport(
+        findings=_dedupe(findings),
+        files_scanned=[label for label, _ in cells],
+        errors=[e for r in results for e in r.errors],
+        seconds=time.perf_counter() - started,
+        target=target,
+        sources=sources,
+    )
+    out = report.filter(settings.select, settings.ignore, settings.min_severity)
+    out.sources = sources
+    return out
+
+
+def scan_paths(
+    paths: Sequence[str],
+    settings: Settings | None = None,
+    *,
+    jobs: int | None = None,
+    progress: object = None,
+) -> ScanReport:
+    """Scan files, folders and notebooks as one program.
+
+    Raises:
+        TargetNotFound: when a path does not exist.
+    """
+    settings = settings or Settings()
+    units = list(units_for_paths(paths, settings.exclude))
+    return scan_units(units, settings, target=" ".join(paths), jobs=jobs, progress=progress)
+
+
+def scan_module(name: str, settings: Settings | None = None, *, jobs: int | None = None) -> ScanReport:
+    """Scan an importable module or package by dotted name, without importing it.
+
+    Raises:
+        TargetNotFound: when no such module exists or it has no Python source.
+    """
+    path = find_module_path(name)
+    report = scan_paths([path], settings, jobs=jobs)
+    report.target = name
+    return report
+
+
+def severity_floor(name: str | None) -> Severity:
+    return Severity.parse(name) if name else Severity.INFO
