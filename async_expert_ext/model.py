@@ -25,6 +25,13 @@ __all__ = [
     "ScanReport",
     "FINDING_COLUMNS",
     "KINDS",
+    "LoopReport",
+    "TASK_COLUMNS",
+    "BLOCKING_COLUMNS",
+    "CALLBACK_COLUMNS",
+    "LAG_COLUMNS",
+    "LOCK_COLUMNS",
+    "LOG_COLUMNS",
 ]
 
 
@@ -420,4 +427,309 @@ class ScanReport:
             f"<ScanReport {self.target or ''} files={len(self.files_scanned)} "
             f"critical={c['critical']} warning={c['warning']} info={c['info']} "
             f"seconds={self.seconds:.3f}>"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Runtime profiles (``%%loop_profile``, ``async-expert profile``, ``profile()``)
+# ---------------------------------------------------------------------------
+
+#: Columns of :attr:`LoopReport.tasks`: one row per task created while profiling.
+#: Times are seconds since the profile started (``*_s``) or milliseconds (``*_ms``).
+TASK_COLUMNS: dict[str, str] = {
+    "task_id": "int64",  # a per-report counter, in creation order
+    "name": "string",  # Task.get_name()
+    "coro": "string",  # the coroutine's __qualname__
+    "created_at": "string",  # user frame that created it, "path:line" ("In[3]:4")
+    "created_path": "string",
+    "created_line": "int64",  # 0 when unknown
+    "start_s": "float64",  # creation time, seconds since the profile started
+    "end_s": "float64",  # completion time; NaN while pending
+    "duration_ms": "float64",  # end - start in ms; NaN while pending
+    "state": "category",  # "done" | "failed" | "cancelled" | "pending"
+    "exception": "string",  # "ValueError: boom" or ""
+    "exception_retrieved": "boolean",  # <NA> when there is no exception
+    "await_stack": "object",  # tuple[str, ...] of "qualname (path:line)", innermost last; pending tasks only
+}
+
+#: Columns of :attr:`LoopReport.blocking`: one row per loop stall past the threshold.
+BLOCKING_COLUMNS: dict[str, str] = {
+    "start_s": "float64",  # when the heartbeat became late, seconds since start
+    "duration_ms": "float64",  # how long the loop thread did not run callbacks, ms
+    "location": "string",  # "path:line" of the user line that dominated the samples
+    "path": "string",
+    "line": "int64",
+    "function": "string",  # qualname of the function holding that line
+    "snippet": "string",  # the source text of that line
+    "samples": "int64",  # stack samples taken during the stall
+    "share": "float64",  # fraction (0-1) of the samples in which that line was on the stack
+    "task": "string",  # the task running at the time, "" for a plain callback
+    "stack": "object",  # tuple[str, ...] "qualname (path:line)", outermost first
+}
+
+#: Columns of :attr:`LoopReport.callbacks`: handles whose single run took longer
+#: than the threshold (what ``loop.slow_callback_duration`` would log in debug mode).
+CALLBACK_COLUMNS: dict[str, str] = {
+    "start_s": "float64",
+    "duration_ms": "float64",
+    "callback": "string",  # repr of the callback, or "Task step: <task name> (<coro>)"
+    "task": "string",
+    "location": "string",  # where the task's coroutine was suspended after the step
+}
+
+#: Columns of :attr:`LoopReport.lag`: heartbeat lateness samples (the loop lag series).
+LAG_COLUMNS: dict[str, str] = {
+    "t_s": "float64",  # seconds since the profile started
+    "lag_ms": "float64",  # how late the heartbeat ran, ms (0 = on time)
+}
+
+#: Columns of :attr:`LoopReport.locks`: one row per wait on an asyncio primitive
+#: (filled by the contention instrument).
+LOCK_COLUMNS: dict[str, str] = {
+    "primitive": "category",  # "Lock" | "Semaphore" | "BoundedSemaphore" | "Event" | "Condition" | "Queue"
+    "name": "string",  # where the primitive was created, "path:line"
+    "task": "string",  # the waiting task
+    "location": "string",  # where it waited, "path:line"
+    "start_s": "float64",
+    "wait_ms": "float64",  # time spent waiting, ms; NaN if still waiting at the end
+    "hold_ms": "float64",  # time the lock was then held, ms; NaN when not a lock
+    "holder": "string",  # the task holding the lock while this one waited
+}
+
+#: Columns of :attr:`LoopReport.logs`: records the loop would otherwise print to
+#: no cell (asyncio logger, loop exception handler, RuntimeWarnings, unraisables).
+LOG_COLUMNS: dict[str, str] = {
+    "t_s": "float64",
+    "source": "category",  # "logging" | "exception-handler" | "warning" | "unraisable"
+    "level": "string",  # "ERROR", "WARNING", ...
+    "logger": "string",
+    "message": "string",
+    "location": "string",  # "path:line" when known
+}
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> Any:
+    import pandas as pd
+
+    frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
+    for col, dtype in columns.items():
+        if dtype == "object":
+            continue
+        if dtype == "float64":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+        elif dtype == "int64":
+            frame[col] = frame[col].fillna(0).astype("int64")
+        elif dtype == "string":
+            frame[col] = frame[col].fillna("").astype("string")
+        else:
+            frame[col] = frame[col].astype(dtype)
+    return frame
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, float) and value != value:  # NaN
+        return None
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+@dataclass
+class LoopReport:
+    """The result of a runtime profile of an event loop.
+
+    The raw records are plain lists of dicts (JSON-serialisable); the
+    properties of the same names without ``_records`` give pandas DataFrames
+    with the documented columns and dtypes (pandas is imported only then).
+
+    Attributes:
+        finding_list: :class:`Finding` objects with ``source="runtime"`` (codes
+            ``AEX9xx``) plus static findings joined with runtime evidence
+            (``extra["confirmed"] is True``). Sorted critical first.
+        task_records: rows of :data:`TASK_COLUMNS`.
+        blocking_records: rows of :data:`BLOCKING_COLUMNS`.
+        callback_records: rows of :data:`CALLBACK_COLUMNS`.
+        lag_records: rows of :data:`LAG_COLUMNS`.
+        lock_records: rows of :data:`LOCK_COLUMNS`.
+        log_records: rows of :data:`LOG_COLUMNS`.
+        tables: further tables added by instruments, name -> rows (e.g. ``"executor"``).
+        target: what was profiled (``"In[3]"``, a file path, a coroutine's qualname).
+        seconds: wall time of the profiled run, seconds.
+        settings: the options used: ``threshold_ms``, ``interval_ms``, ``profile``,
+            ``timeout_s``, ``cancel_leaked``, ``nest``.
+        notes: one-line remarks for the user (what ``--nest`` changed, a timeout fired).
+        errors: instruments that crashed and were switched off, one line each.
+        exception: ``"Type: message"`` of the exception the profiled code raised, or "".
+        timed_out: True when ``timeout`` cancelled the work.
+        profile: the ``pyinstrument.session.Session`` or None (not serialised).
+    """
+
+    finding_list: list[Finding] = field(default_factory=list)
+    task_records: list[dict[str, Any]] = field(default_factory=list)
+    blocking_records: list[dict[str, Any]] = field(default_factory=list)
+    callback_records: list[dict[str, Any]] = field(default_factory=list)
+    lag_records: list[dict[str, Any]] = field(default_factory=list)
+    lock_records: list[dict[str, Any]] = field(default_factory=list)
+    log_records: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    target: str = ""
+    seconds: float = 0.0
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    exception: str = ""
+    timed_out: bool = False
+    profile: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.finding_list = sorted(self.finding_list, key=Finding.sort_key)
+
+    # -- DataFrames -------------------------------------------------------
+    @property
+    def findings(self) -> Any:
+        """DataFrame of :data:`FINDING_COLUMNS`, one row per finding."""
+        return findings_frame(self.finding_list)
+
+    @property
+    def tasks(self) -> Any:
+        """DataFrame of :data:`TASK_COLUMNS` (``state`` categorical)."""
+        return _frame(self.task_records, TASK_COLUMNS)
+
+    @property
+    def blocking(self) -> Any:
+        """DataFrame of :data:`BLOCKING_COLUMNS`; durations in ms."""
+        return _frame(self.blocking_records, BLOCKING_COLUMNS)
+
+    @property
+    def callbacks(self) -> Any:
+        """DataFrame of :data:`CALLBACK_COLUMNS` (slow handles); durations in ms."""
+        return _frame(self.callback_records, CALLBACK_COLUMNS)
+
+    @property
+    def lag(self) -> Any:
+        """DataFrame of :data:`LAG_COLUMNS`: the loop lag time series (``t_s`` seconds, ``lag_ms`` ms)."""
+        return _frame(self.lag_records, LAG_COLUMNS)
+
+    @property
+    def locks(self) -> Any:
+        """DataFrame of :data:`LOCK_COLUMNS`; waits in ms."""
+        return _frame(self.lock_records, LOCK_COLUMNS)
+
+    @property
+    def logs(self) -> Any:
+        """DataFrame of :data:`LOG_COLUMNS`."""
+        return _frame(self.log_records, LOG_COLUMNS)
+
+    # -- queries ----------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Finding counts by severity: ``{"critical": n, "warning": n, "info": n}``."""
+        out = {"critical": 0, "warning": 0, "info": 0}
+        for f in self.finding_list:
+            out[f.severity.value] += 1
+        return out
+
+    def by_kind(self) -> dict[str, list[Finding]]:
+        out: dict[str, list[Finding]] = {}
+        for f in self.finding_list:
+            out.setdefault(f.kind, []).append(f)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.finding_list)
+
+    def __iter__(self):
+        return iter(self.finding_list)
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers, with no pandas needed.
+
+        Returns:
+            ``{"target", "seconds", "findings": {severity: n}, "tasks": n,
+            "tasks_by_state": {state: n}, "blocking_events": n, "blocked_ms": total ms,
+            "worst_block_ms": ms, "worst_block_at": "path:line", "max_lag_ms": ms,
+            "slow_callbacks": n, "log_records": n, "exception": str, "timed_out": bool}``.
+        """
+        states: dict[str, int] = {}
+        for t in self.task_records:
+            states[t.get("state", "")] = states.get(t.get("state", ""), 0) + 1
+        worst = max(self.blocking_records, key=lambda b: b.get("duration_ms") or 0.0, default=None)
+        return {
+            "target": self.target,
+            "seconds": self.seconds,
+            "findings": self.counts(),
+            "tasks": len(self.task_records),
+            "tasks_by_state": states,
+            "blocking_events": len(self.blocking_records),
+            "blocked_ms": float(sum(b.get("duration_ms") or 0.0 for b in self.blocking_records)),
+            "worst_block_ms": float(worst.get("duration_ms") or 0.0) if worst else 0.0,
+            "worst_block_at": str(worst.get("location", "")) if worst else "",
+            "max_lag_ms": float(max((r.get("lag_ms") or 0.0 for r in self.lag_records), default=0.0)),
+            "slow_callbacks": len(self.callback_records),
+            "log_records": len(self.log_records),
+            "exception": self.exception,
+            "timed_out": self.timed_out,
+        }
+
+    # -- serialisation ----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict: ``{"findings": [Finding.to_dict()...], "tasks": [...],
+        "blocking": [...], "callbacks", "lag", "locks", "logs", "tables", "target",
+        "seconds", "settings", "notes", "errors", "exception", "timed_out"}``.
+        Row dicts use the column names above; NaN becomes null; the profile is dropped."""
+        return {
+            "findings": [f.to_dict() for f in self.finding_list],
+            "tasks": _jsonable(self.task_records),
+            "blocking": _jsonable(self.blocking_records),
+            "callbacks": _jsonable(self.callback_records),
+            "lag": _jsonable(self.lag_records),
+            "locks": _jsonable(self.lock_records),
+            "logs": _jsonable(self.log_records),
+            "tables": _jsonable(self.tables),
+            "target": self.target,
+            "seconds": round(self.seconds, 6),
+            "settings": _jsonable(self.settings),
+            "notes": list(self.notes),
+            "errors": list(self.errors),
+            "exception": self.exception,
+            "timed_out": self.timed_out,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoopReport:
+        """Inverse of :meth:`to_dict` (lists come back as lists, not tuples;
+        ``profile`` is None)."""
+        return cls(
+            finding_list=[Finding.from_dict(d) for d in data.get("findings", [])],
+            task_records=[dict(r) for r in data.get("tasks", [])],
+            blocking_records=[dict(r) for r in data.get("blocking", [])],
+            callback_records=[dict(r) for r in data.get("callbacks", [])],
+            lag_records=[dict(r) for r in data.get("lag", [])],
+            lock_records=[dict(r) for r in data.get("locks", [])],
+            log_records=[dict(r) for r in data.get("logs", [])],
+            tables={k: [dict(r) for r in v] for k, v in dict(data.get("tables", {})).items()},
+            target=str(data.get("target", "")),
+            seconds=float(data.get("seconds", 0.0)),
+            settings=dict(data.get("settings", {})),
+            notes=list(data.get("notes", [])),
+            errors=list(data.get("errors", [])),
+            exception=str(data.get("exception", "")),
+            timed_out=bool(data.get("timed_out", False)),
+        )
+
+    # -- outputs ----------------------------------------------------------
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import loop as _loop
+
+        return {"text/plain": _loop.render_text(self), "text/html": _loop.render_html(self)}
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        return (
+            f"<LoopReport {self.target or ''} tasks={len(self.task_records)} "
+            f"blocking={len(self.blocking_records)} critical={c['critical']} "
+            f"warning={c['warning']} info={c['info']} seconds={self.seconds:.3f}>"
         )
