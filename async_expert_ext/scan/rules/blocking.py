@@ -95,6 +95,11 @@ class BlockingRule(Rule):
         if is_awaited(node, ctx):
             return
         if ctx.in_coroutine:
+            # one finding per rule and line: `conn.execute(...).fetchall()` is one call site
+            seen = self.__dict__.setdefault("_lines", set())
+            if node.lineno in seen:
+                return
+            seen.add(node.lineno)
             self.report(ctx, node, name=name, what=self.what)
         elif ctx.function is not None:
             ctx.note("blocking", (name, node.lineno, self.effective_severity.value, self.code))
