@@ -272,22 +272,33 @@ def scan_source(
     return out
 
 
-def scan_cells(cells: Sequence[tuple[str, str]], settings: Settings | None = None, *, target: str = "session") -> ScanReport:
+def scan_cells(
+    cells: Sequence[tuple[str, str]],
+    settings: Settings | None = None,
+    *,
+    target: str = "session",
+    seed: dict | None = None,
+) -> ScanReport:
     """Scan notebook cells (``(label, source)``, e.g. ``("In[5]", "...")``) as one
-    program: names imported or defined in one cell are known in later ones."""
+    program: names imported or defined in one cell are known in later ones.
+
+    ``seed`` (as for :func:`scan_source`) gives names known before the first cell,
+    e.g. those of the kernel's namespace."""
     settings = settings or Settings()
     started = time.perf_counter()
     rules = enabled_rules(settings)
     results: list[FileResult] = []
     sources: dict[str, str] = {}
-    seed: dict = {"aliases": {}, "types": {}}
+    seed = {"aliases": dict((seed or {}).get("aliases", {})), "types": dict((seed or {}).get("types", {}))}
     for label, text in cells:
         unit = SourceUnit(path=label, module="__main__", text=text, notebook=True)
         r = analyse_unit(unit, rules, settings, seed=seed)
         results.append(r)
         sources[label] = text
+        # functions and classes defined at the top of a cell are callable by name in later cells
+        defined = {q.partition(".")[2]: q for q in r.funcs if q.startswith("__main__.") and q.count(".") == 1}
         seed = {
-            "aliases": {**seed["aliases"], **{k.partition(".")[2]: v for k, v in r.aliases.items()}},
+            "aliases": {**seed["aliases"], **defined, **{k.partition(".")[2]: v for k, v in r.aliases.items()}},
             "types": {**seed["types"], **getattr(r, "module_types", {})},
         }
     program = Program(results)
