@@ -656,6 +656,7 @@ def walk_file(ctx: FileContext, dispatch: Dispatch) -> FileResult:
         t = type(node)
         # bindings first, so rules see the names they introduce
         if t is ast.Assign:
+            _run(enter.get(t), node)
             visit_children(node)
             for tgt in node.targets:  # type: ignore[attr-defined]
                 ctx.bind(tgt, node.value)  # type: ignore[attr-defined]

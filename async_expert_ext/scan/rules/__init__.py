@@ -4,3 +4,5 @@ from __future__ import annotations
 
 from . import core  # noqa: F401
 from . import blocking  # noqa: F401
+from . import cpu  # noqa: F401
+from . import crossloop  # noqa: F401
