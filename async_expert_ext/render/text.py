@@ -1,30 +1,117 @@
-"""Plain-text rendering of reports (terminals, ``text/plain``, the CLI)."""
+"""Plain-text rendering of reports (terminals, ``text/plain``, the CLI).
+
+Layout: a headline, counts by severity and kind, the five parts of
+:func:`~async_expert_ext.render.sections.build_sections`, then the findings
+(critical first) and, for loop reports, the blocking events and the tasks that
+did not finish cleanly. Long lists are capped; the cap line says how to see all.
+"""
 from __future__ import annotations
 
-from ..model import ScanReport
+import textwrap
+from typing import Any
 
-__all__ = ["render_scan"]
+from ..model import LoopReport, ScanReport
+from .sections import build_sections, counts_by_kind, counts_by_severity, finding_badges, findings_of, is_loop_report
+
+__all__ = ["render", "render_scan", "render_loop"]
 
 
-def render_scan(report: ScanReport, *, max_findings: int = 200) -> str:
-    """A readable plain-text report: a summary line, then one block per finding
-    (severity, location, message, fix), critical first."""
-    c = report.counts()
-    head = (
+def _headline(report: Any) -> str:
+    c = counts_by_severity(findings_of(report))
+    counts = f"{c['critical']} critical, {c['warning']} warning, {c['info']} info"
+    if is_loop_report(report):
+        s = report.summary()
+        return (
+            f"async-expert loop profile of {report.target or 'cell'}: {report.seconds:.3f} s, "
+            f"{s['tasks']} task(s), {s['blocking_events']} blocking event(s), max lag "
+            f"{s['max_lag_ms']:.0f} ms; {counts}"
+        )
+    return (
         f"async-expert scan of {report.target or 'source'}: {len(report.files_scanned)} file(s), "
-        f"{c['critical']} critical, {c['warning']} warning, {c['info']} info ({report.seconds * 1000:.0f} ms)"
+        f"{counts} ({report.seconds * 1000:.0f} ms)"
     )
-    lines = [head]
-    if not report.findings:
-        lines.append("No async problems found.")
-    for f in report.findings[:max_findings]:
+
+
+def _indent(text: str, prefix: str) -> str:
+    return textwrap.indent(text, prefix, lambda _line: True)
+
+
+def render(report: ScanReport | LoopReport, *, max_findings: int = 200, sections: bool = True) -> str:
+    """The whole report as plain text.
+
+    Args:
+        report: a ScanReport or LoopReport.
+        max_findings: findings listed one by one; the rest are counted.
+        sections: include the five parts (False gives the short list only).
+
+    Returns:
+        Text with ``\\n`` line ends and no trailing newline.
+    """
+    findings = findings_of(report)
+    lines = [_headline(report)]
+    if findings:
+        kinds = counts_by_kind(findings)
+        lines.append("by kind: " + ", ".join(f"{k} {sum(v.values())}" for k, v in kinds))
+    if sections:
+        for n, (title, items) in enumerate(build_sections(report), 1):
+            lines.append("")
+            lines.append(f"{n}. {title}")
+            for item in items:
+                lines.append("   - " + item.text)
+                for d in item.details:
+                    lines.append(f"       {d}")
+                if item.code:
+                    lines.append(_indent(item.code, "       | "))
+    lines.append("")
+    lines.append("Findings" if findings else "No async problems found.")
+    for f in findings[:max_findings]:
         lines.append(f"{f.severity.value.upper():8} {f.location} [{f.code} {f.kind}] {f.message}")
+        for label, detail in finding_badges(f):
+            lines.append(f"         {label}{': ' + detail if detail else ''}")
         if f.fix:
             lines.append(f"         fix: {f.fix}")
         for step in f.call_chain:
             lines.append(f"         via {step}")
-    if len(report.findings) > max_findings:
-        lines.append(f"... and {len(report.findings) - max_findings} more (use .to_frame() to see all)")
+    if len(findings) > max_findings:
+        lines.append(f"... and {len(findings) - max_findings} more (use .to_frame() / .findings to see all)")
+    if is_loop_report(report):
+        lines.extend(_loop_tail(report, max_findings))
     for e in report.errors:
         lines.append(f"note: {e}")
+    for note in getattr(report, "notes", ()):
+        lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _loop_tail(report: LoopReport, cap: int) -> list[str]:
+    out: list[str] = []
+    if report.blocking_records:
+        out.append("")
+        out.append("Blocking events (the loop did not run callbacks)")
+        for b in report.blocking_records[:cap]:
+            out.append(
+                f"  at {float(b.get('start_s') or 0):8.3f} s  {float(b.get('duration_ms') or 0):7.0f} ms  "
+                f"{b.get('location', '?')}  {b.get('snippet', '')}"
+            )
+            for frame in b.get("stack") or ():
+                out.append(f"      {frame}")
+    bad = [t for t in report.task_records if t.get("state") in ("failed", "pending", "cancelled")]
+    if report.task_records:
+        out.append("")
+        out.append(f"Tasks: {len(report.task_records)} ({len(bad)} not done cleanly)")
+        for t in bad[: min(cap, 50)]:
+            exc = f"  {t.get('exception')}" if t.get("exception") else ""
+            out.append(f"  {t.get('state', '?'):9} {t.get('name', '')} {t.get('coro', '')} created at {t.get('created_at', '?')}{exc}")
+        if len(bad) > min(cap, 50):
+            out.append(f"  ... and {len(bad) - min(cap, 50)} more (see .tasks)")
+    return out
+
+
+def render_scan(report: ScanReport, *, max_findings: int = 200) -> str:
+    """A readable plain-text report of a static scan (see :func:`render`)."""
+    return render(report, max_findings=max_findings)
+
+
+def render_loop(report: LoopReport, *, max_findings: int = 200) -> str:
+    """A readable plain-text report of a runtime profile (see :func:`render`)."""
+    return render(report, max_findings=max_findings)
