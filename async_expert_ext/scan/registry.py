@@ -31,11 +31,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .context import FileContext
     from .link import Deferred, Program
 
-__all__ = ["Rule", "rule", "link_check", "all_rules", "get_rule", "LINK_CHECKS"]
+__all__ = ["Rule", "rule", "link_check", "all_rules", "get_rule", "LINK_CHECKS", "REFINERS", "refiner", "apply_refiners"]
 
 _RULES: dict[str, type[Rule]] = {}
 #: link-time checks by name: ``f(deferred, program) -> Iterable[Finding]``.
 LINK_CHECKS: dict[str, Callable[[Deferred, Program], Iterable[Finding]]] = {}
+#: post-link refiners by name: ``f(findings, program, settings) -> list[Finding]``.
+#: They annotate findings with program-wide context (e.g. the FastAPI route a
+#: blocking call runs in) without adding duplicates; see :func:`refiner`.
+REFINERS: dict[str, Callable[[list[Finding], Program, Any], list[Finding]]] = {}
 
 
 class Rule:
@@ -194,6 +198,27 @@ def link_check(name: str) -> Callable[[Callable[..., Iterable[Finding]]], Callab
         return fn
 
     return deco
+
+
+def refiner(name: str) -> Callable[[Callable[..., list[Finding]]], Callable[..., list[Finding]]]:
+    """Register a post-link refiner under ``name``: ``f(findings, program, settings)``
+    gets every finding of the scan (local and linked) and returns the list to keep,
+    typically the same findings with some replaced by annotated copies
+    (``Finding.replace``). Refiners run in registration order, before deduplication."""
+
+    def deco(fn: Callable[..., list[Finding]]) -> Callable[..., list[Finding]]:
+        REFINERS[name] = fn
+        return fn
+
+    return deco
+
+
+def apply_refiners(findings: list[Finding], program: Program, settings: Any = None) -> list[Finding]:
+    """Run every registered refiner over ``findings`` (see :func:`refiner`)."""
+    _load()
+    for fn in REFINERS.values():
+        findings = list(fn(findings, program, settings))
+    return findings
 
 
 def _load() -> None:

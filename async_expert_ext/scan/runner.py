@@ -25,7 +25,7 @@ from ..config import Settings
 from ..model import Finding, ScanReport, Severity
 from .context import Dispatch, FileContext, walk_file
 from .link import FileResult, Program
-from .registry import Rule, all_rules
+from .registry import Rule, all_rules, apply_refiners
 from .sources import SourceUnit, find_module_path, units_for_paths
 
 __all__ = ["scan_source", "scan_cells", "scan_paths", "scan_module", "scan_units", "analyse_unit", "enabled_rules", "cache_dir"]
@@ -196,7 +196,7 @@ def scan_units(
         sources[u.path] = u.text or ""
     program = Program(results)
     findings.extend(program.run_checks())
-    findings = _dedupe(findings)
+    findings = _dedupe(apply_refiners(findings, program, settings))
     report = ScanReport(
         findings=findings,
         files_scanned=[u.path for u in readable],
@@ -258,7 +258,7 @@ def scan_source(
     rules = enabled_rules(settings)
     result = analyse_unit(unit, rules, settings, seed=seed)
     program = Program([result])
-    findings = _dedupe([*result.findings, *program.run_checks()])
+    findings = _dedupe(apply_refiners([*result.findings, *program.run_checks()], program, settings))
     report = ScanReport(
         findings=findings,
         files_scanned=[path],
@@ -305,7 +305,7 @@ def scan_cells(
     findings = [f for r in results for f in r.findings]
     findings.extend(program.run_checks())
     report = ScanReport(
-        findings=_dedupe(findings),
+        findings=_dedupe(apply_refiners(findings, program, settings)),
         files_scanned=[label for label, _ in cells],
         errors=[e for r in results for e in r.errors],
         seconds=time.perf_counter() - started,
