@@ -6,3 +6,5 @@ from . import core  # noqa: F401
 from . import blocking  # noqa: F401
 from . import cpu  # noqa: F401
 from . import crossloop  # noqa: F401
+from . import locks  # noqa: F401
+from . import timeouts  # noqa: F401
