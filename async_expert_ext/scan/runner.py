@@ -179,15 +179,29 @@ def scan_units(
     jobs = settings.jobs if jobs is None else jobs
     if jobs == 0:
         jobs = (os.cpu_count() or 1) if len(readable) >= POOL_THRESHOLD else 1
-    results: list[FileResult] = []
-    if jobs > 1 and len(readable) >= max(2 * jobs, 8):
-        results = _run_pool(readable, settings, jobs)
+    slots: list[FileResult | None] = [None] * len(readable)
+    plain = [i for i, u in enumerate(readable) if not u.notebook]
+    cells = [i for i, u in enumerate(readable) if u.notebook]
+    total = len(readable)
+    if jobs > 1 and len(plain) >= max(2 * jobs, 8):
+        for i, r in zip(plain, _run_pool([readable[i] for i in plain], settings, jobs)):
+            slots[i] = r
     else:
-        total = len(readable)
-        for i, u in enumerate(readable):
-            results.append(_cached_analyse(u, rules, settings, sig))
+        for n, i in enumerate(plain):
+            slots[i] = _cached_analyse(readable[i], rules, settings, sig)
             if progress is not None:
-                progress(i + 1, total)  # type: ignore[operator]
+                progress(n + 1, total)  # type: ignore[operator]
+    # notebook cells, in order: each knows the names the earlier cells of its notebook define
+    seeds: dict[str, dict] = {}
+    for n, i in enumerate(cells, len(plain)):
+        u = readable[i]
+        notebook = u.path.rpartition("[cell ")[0] or u.path
+        r = analyse_unit(u, rules, settings, seed=seeds.get(notebook))
+        seeds[notebook] = next_cell_seed(seeds.get(notebook), r)
+        slots[i] = r
+        if progress is not None:
+            progress(n + 1, total)  # type: ignore[operator]
+    results: list[FileResult] = [r for r in slots if r is not None]
     findings: list[Finding] = []
     sources: dict[str, str] = {}
     for u, r in zip(readable, results):
@@ -272,6 +286,18 @@ def scan_source(
     return out
 
 
+def next_cell_seed(seed: dict | None, result: FileResult) -> dict:
+    """The seed for the cell after one whose walk gave ``result``: ``seed`` plus the
+    names that cell imported, aliased or typed at top level, and its top-level
+    functions and classes (callable by name in later cells)."""
+    seed = seed or {}
+    defined = {q.partition(".")[2]: q for q in result.funcs if q.startswith("__main__.") and q.count(".") == 1}
+    return {
+        "aliases": {**seed.get("aliases", {}), **defined, **{k.partition(".")[2]: v for k, v in result.aliases.items()}},
+        "types": {**seed.get("types", {}), **getattr(result, "module_types", {})},
+    }
+
+
 def scan_cells(
     cells: Sequence[tuple[str, str]],
     settings: Settings | None = None,
@@ -295,12 +321,7 @@ def scan_cells(
         r = analyse_unit(unit, rules, settings, seed=seed)
         results.append(r)
         sources[label] = text
-        # functions and classes defined at the top of a cell are callable by name in later cells
-        defined = {q.partition(".")[2]: q for q in r.funcs if q.startswith("__main__.") and q.count(".") == 1}
-        seed = {
-            "aliases": {**seed["aliases"], **defined, **{k.partition(".")[2]: v for k, v in r.aliases.items()}},
-            "types": {**seed["types"], **getattr(r, "module_types", {})},
-        }
+        seed = next_cell_seed(seed, r)
     program = Program(results)
     findings = [f for r in results for f in r.findings]
     findings.extend(program.run_checks())
