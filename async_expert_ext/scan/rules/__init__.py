@@ -8,3 +8,4 @@ from . import cpu  # noqa: F401
 from . import crossloop  # noqa: F401
 from . import locks  # noqa: F401
 from . import timeouts  # noqa: F401
+from . import tasks  # noqa: F401
