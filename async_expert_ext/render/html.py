@@ -22,7 +22,7 @@ from .sections import (
     is_loop_report,
 )
 
-__all__ = ["render", "render_scan", "render_loop", "finding_detail", "profile_html", "SEVERITY_COLORS", "STYLE"]
+__all__ = ["render", "render_scan", "render_loop", "finding_detail", "summary_html", "profile_html", "iframe", "SEVERITY_COLORS", "STYLE"]
 
 #: Text colour per severity; frame.py and widget.py use the same palette.
 SEVERITY_COLORS = {"critical": "#b00020", "warning": "#b26a00", "info": "#1565c0"}
@@ -106,7 +106,9 @@ def finding_detail(f: Finding, sources: dict[str, str] | None = None) -> str:
     return "".join(parts)
 
 
-def _summary_html(report: Any, findings: list[Finding]) -> str:
+def summary_html(report: Any, findings: list[Finding] | None = None) -> str:
+    """Counts by severity and kind, then the five parts (HTML fragment, no <style>)."""
+    findings = findings_of(report) if findings is None else findings
     c = counts_by_severity(findings)
     kinds = counts_by_kind(findings)
     out = [
@@ -249,7 +251,7 @@ def render(
         title = (f"async-expert scan of <code>{escape(report.target or 'source')}</code>: "
                  f"{len(report.files_scanned)} file(s) in {report.seconds * 1000:.0f} ms")
     sources = getattr(report, "sources", {}) or {}
-    parts = [STYLE, "<div class='aex-report'>", f"<h3>{title}</h3>", _summary_html(report, findings),
+    parts = [STYLE, "<div class='aex-report'>", f"<h3>{title}</h3>", summary_html(report, findings),
              "<h4>Findings</h4>", _findings_html(findings, sources, max_findings, max_details)]
     if loop:
         parts.append(_loop_html(report, plots=plots, profile=profile, max_rows=max_rows))
