@@ -9,3 +9,4 @@ from . import crossloop  # noqa: F401
 from . import locks  # noqa: F401
 from . import timeouts  # noqa: F401
 from . import tasks  # noqa: F401
+from . import loops  # noqa: F401
