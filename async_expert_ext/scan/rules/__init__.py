@@ -10,3 +10,4 @@ from . import locks  # noqa: F401
 from . import timeouts  # noqa: F401
 from . import tasks  # noqa: F401
 from . import loops  # noqa: F401
+from . import cancellation  # noqa: F401
