@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib.util
 import io
 import json
 import os
 import re
+import stat
 import tokenize
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import TargetNotFound
@@ -85,7 +86,12 @@ def read_unit(path: str, label: str, module: str, package: str) -> SourceUnit:
     """Read one file into a :class:`SourceUnit` (never raises; failures become notes)."""
     unit = SourceUnit(path=label, module=module, package=package)
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            # a FIFO or device named *.py would block open() or never end
+            unit.note = f"{label}: skipped, not a regular file"
+            return unit
+        size = st.st_size
         if size > MAX_BYTES:
             unit.note = f"{label}: skipped, {size / 1048576:.1f} MiB is over the {MAX_BYTES // 1048576} MiB limit"
             return unit
@@ -104,18 +110,29 @@ def read_unit(path: str, label: str, module: str, package: str) -> SourceUnit:
     return unit
 
 
+@functools.lru_cache(maxsize=4096)
+def _package_parts(folder: str) -> tuple[str, ...]:
+    """The dotted package path of a folder (``("pkg", "sub")``), from the
+    ``__init__.py`` files in it and above it; ``()`` outside a package.
+    Memoised: a folder scan asks once per folder, not once per file."""
+    if not os.path.isfile(os.path.join(folder, "__init__.py")):
+        return ()
+    parent = os.path.dirname(folder)
+    if parent == folder:
+        return (os.path.basename(folder),)
+    return (*_package_parts(parent), os.path.basename(folder))
+
+
 def module_name_for(path: str | os.PathLike[str]) -> tuple[str, str]:
     """``(module, package)`` of a file, from the ``__init__.py`` files above it."""
-    p = Path(path).resolve()
-    parts = [] if p.name == "__init__.py" else [p.stem]
-    folder = p.parent
-    while (folder / "__init__.py").is_file():
-        parts.insert(0, folder.name)
-        if folder.parent == folder:
-            break
-        folder = folder.parent
-    module = ".".join(parts) or p.stem
-    package = module if p.name == "__init__.py" else module.rpartition(".")[0]
+    p = os.path.realpath(os.fspath(path))
+    name = os.path.basename(p)
+    stem = name.rpartition(".")[0] or name
+    parts = [*_package_parts(os.path.dirname(p))]
+    if name != "__init__.py":
+        parts.append(stem)
+    module = ".".join(parts) or stem
+    package = module if name == "__init__.py" else module.rpartition(".")[0]
     return module, package
 
 
@@ -152,8 +169,8 @@ def iter_python_files(root: str, exclude: Sequence[str] = ()) -> Iterator[str]:
         for entry in entries:
             try:
                 is_dir = entry.is_dir()
-            except OSError:
-                continue
+            except OSError:  # e.g. a symlink to itself: let read_unit note why
+                is_dir = False
             if is_dir:
                 if entry.name.startswith(".") or entry.name in SKIP_DIRS or entry.name.endswith(".egg-info"):
                     continue
@@ -255,6 +272,7 @@ def units_for_paths(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterat
     Raises:
         TargetNotFound: when a path does not exist.
     """
+    _package_parts.cache_clear()  # __init__.py files may have come or gone since the last scan
     for raw in paths:
         if not os.path.exists(raw):
             raise TargetNotFound(f"no such file or folder: {raw}")
