@@ -879,7 +879,7 @@ def _entry_chunks(text: str) -> list[str]:
 def record_analysis(
     report: Any,
     *,
-    tool: str,
+    tool: str | None = None,
     target: str | None = None,
     path: str | os.PathLike[str] | None = None,
     settings: Any = None,
@@ -903,6 +903,7 @@ def record_analysis(
         tool: the tool's name as the user typed it: ``"%async_scan"``,
             ``"%%loop_profile"``, ``"async-expert scan"``, ``"async-expert profile"``.
             Entries of scan tools are compared with scan entries, profile with profile.
+            Default: ``"scan"`` for a report with ``files_scanned``, else ``"profile"``.
         target: what was analysed (default: ``report.target``).
         path: the memory file from a ``--memory`` flag or ``%config`` ("" turns it
             off, as ``--no-memory`` does); see :func:`resolve_memory_path`.
@@ -916,6 +917,8 @@ def record_analysis(
         a note was added (``"unchanged"``), memory is ``"off"`` or writing ``"failed"``.
     """
     target = str(target if target is not None else getattr(report, "target", "") or "")
+    if not tool:
+        tool = "scan" if hasattr(report, "files_scanned") else "profile"
     time = _utc(now)
     mem_path = resolve_memory_path(path, settings=settings, start=start)
     findings = report_findings(report)
