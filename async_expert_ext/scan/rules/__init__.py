@@ -11,3 +11,5 @@ from . import timeouts  # noqa: F401
 from . import tasks  # noqa: F401
 from . import loops  # noqa: F401
 from . import cancellation  # noqa: F401
+from . import sessions  # noqa: F401
+from . import hints  # noqa: F401
