@@ -110,9 +110,10 @@ class Program:
             self.aliases.update(r.aliases)
         self._chain_cache: dict[tuple[str, str], tuple[Frame, ...] | None] = {}
 
-    def canonical(self, qualname: str) -> str:
-        """Follow package re-exports (``from .impl import f`` in ``__init__``)."""
-        seen = set()
+    def canonical(self, qualname: str, _seen: set[str] | None = None) -> str:
+        """Follow package re-exports (``from .impl import f`` in ``__init__``).
+        Alias cycles (``a.X -> b.X -> a.X``, also through a class head) end the walk."""
+        seen = _seen if _seen is not None else set()
         while qualname in self.aliases and qualname not in seen and qualname not in self.funcs:
             seen.add(qualname)
             qualname = self.aliases[qualname]
@@ -120,7 +121,8 @@ class Program:
             # "pkg.mod.Class.method" where "pkg.mod.Class" is an alias
             head, _, attr = qualname.rpartition(".")
             if head in self.aliases and head not in seen:
-                return self.canonical(self.aliases[head] + "." + attr)
+                seen.add(head)
+                return self.canonical(self.aliases[head] + "." + attr, seen)
         return qualname
 
     def func(self, qualname: str) -> FuncFacts | None:

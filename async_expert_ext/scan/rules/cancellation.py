@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import ast
 from types import SimpleNamespace
-from typing import ClassVar
+from typing import Any, ClassVar, Iterable
 
-from ...model import Confidence, Section, Severity
+from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name
-from ..registry import Rule, rule
+from ..link import Deferred, Program
+from ..registry import Rule, link_check, rule
 from .blocking import call_name
 
 __all__ = ["CancelledErrorSwallowed", "BroadExceptSwallowsCancel", "SuppressCancelledError", "CANCELLED_NAMES"]
@@ -146,10 +147,132 @@ def _at(node: ast.AST) -> SimpleNamespace:
     return SimpleNamespace(lineno=node.lineno, col_offset=node.col_offset, end_lineno=node.lineno)  # type: ignore[attr-defined]
 
 
+def _keeps_exception(handler: ast.ExceptHandler) -> bool:
+    """The handler stores the caught exception for a later re-raise
+    (``exc_val = exc``, ``errors.append(exc)``, ``self._error = exc``, ``fut.set_exception(exc)``)."""
+    if not handler.name:
+        return False
+    name = handler.name
+    for n in _walk_local(list(handler.body)):
+        if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and isinstance(n.value, ast.Name) and n.value.id == name:
+            return True
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            if n.func.attr in ("append", "add", "set_exception", "put_nowait", "send", "throw", "extend"):
+                if any(isinstance(a, ast.Name) and a.id == name for a in n.args):
+                    return True
+    return False
+
+
+def _handler_helpers(handler: ast.ExceptHandler, ctx: FileContext) -> list[str]:
+    """Resolved callees the handler hands the caught exception to
+    (``self._convert_socket_error(exc)``): they may re-raise it."""
+    if not handler.name:
+        return []
+    out = []
+    for n in _walk_local(list(handler.body)):
+        if isinstance(n, ast.Call) and any(isinstance(a, ast.Name) and a.id == handler.name for a in n.args):
+            q = call_name(n, ctx)
+            if q and not q.startswith(("builtins.", "logging.", "traceback.", "warnings.")):
+                out.append(q)
+    return out
+
+
+def _falls_off_the_end(ctx: FileContext) -> bool:
+    """True when the ``try`` being visited (``ctx.parent``) is the last thing its
+    function runs: after the handler the coroutine simply returns. Loops break
+    this (the handler then leads to the next iteration)."""
+    parents = ctx.parents
+    child = parents[-1] if parents else None
+    for anc in reversed(parents[:-1]):
+        if isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return bool(anc.body) and anc.body[-1] is child
+        if isinstance(anc, (ast.For, ast.AsyncFor, ast.While, ast.Lambda, ast.ClassDef, ast.Module)):
+            return False
+        if isinstance(anc, _TRY_TYPES) and child in getattr(anc, "finalbody", ()):
+            return False
+        if isinstance(anc, _TRY_TYPES) and child in anc.handlers:  # type: ignore[attr-defined]
+            if anc.finalbody:  # type: ignore[attr-defined]
+                return False
+            child = anc
+            continue
+        body = None
+        for field in ("body", "orelse", "finalbody"):
+            seq = getattr(anc, field, None)
+            if isinstance(seq, list) and child in seq:
+                body = seq
+                break
+        if body is None:
+            if isinstance(anc, ast.ExceptHandler):
+                body = anc.body
+            else:
+                return False
+        if body[-1] is not child:
+            return False
+        if isinstance(anc, _TRY_TYPES) and body is anc.body and (anc.orelse or anc.finalbody):  # type: ignore[attr-defined]
+            return False
+        child = anc
+    return False
+
+
+def _exits_or_defers(handler: ast.ExceptHandler, ctx: FileContext) -> bool:
+    """Handlers that do not swallow: re-raise/return/break, keep the exception for
+    later, or end the coroutine anyway."""
+    return propagates(handler.body) or _keeps_exception(handler) or _falls_off_the_end(ctx)
+
+
+def _report_or_defer(rule_obj: Rule, handler: ast.ExceptHandler, ctx: FileContext, **fields: Any) -> None:
+    helpers = _handler_helpers(handler, ctx)
+    if helpers:
+        loc = _at(handler)
+        ctx.defer("cancel-helper", rule_obj.code, helpers[0], loc, helpers=helpers, fields=fields)
+        return
+    rule_obj.report(ctx, _at(handler), **fields)
+
+
+def _record_raises(node: ast.AST, ctx: FileContext) -> None:
+    fn = ctx.function
+    if fn is None or fn.facts is None or fn.node is not node or "aex_raises" in fn.facts.notes:
+        return
+    for n in _walk_local(list(getattr(node, "body", ()))):
+        if isinstance(n, ast.Raise):
+            fn.facts.notes["aex_raises"] = [n.lineno]
+            return
+
+
+@link_check("cancel-helper")
+def _cancel_helper(d: Deferred, program: Program) -> Iterable[Finding]:
+    """The handler hands the exception to helpers: quiet when one of them raises."""
+    for q in d.data.get("helpers", ()):
+        f = program.funcs.get(program.canonical(q))
+        if f is None or f.notes.get("aex_raises"):
+            return ()  # it raises (or we cannot see it): assume it re-raises
+    from ..registry import get_rule
+
+    cls = get_rule(d.rule_code)
+    return (
+        cls().make_finding(
+            path=d.path,
+            line=d.line,
+            col=d.col,
+            end_line=d.end_line,
+            symbol=d.symbol,
+            snippet=d.snippet,
+            **d.data.get("fields", {}),
+        ),
+    )
+
+
 class _CancelBase(Rule):
     kind = "cancelled-error-swallowed"
     section = Section.ERROR_HANDLING
     references: ClassVar[tuple[str, ...]] = (DOC_CANCELLATION, DOC_CANCELLED_ERROR, DOC_38)
+
+    # every function's "does it raise" fact, for handlers that delegate to a helper
+    def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
+        _record_raises(node, ctx)
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
+        _record_raises(node, ctx)
 
 
 @rule
@@ -180,17 +303,15 @@ class CancelledErrorSwallowed(_CancelBase):
         if what is None:
             return
         try_node = ctx.parent
-        if not isinstance(try_node, _TRY_TYPES) or not ctx.in_coroutine:
+        if what != "cancelled" or not isinstance(try_node, _TRY_TYPES) or not ctx.in_coroutine:
             return
-        if propagates(node.body):
+        if _exits_or_defers(node, ctx):
             return
         body = try_node.body  # type: ignore[attr-defined]
-        awaits = _has_await(body)
-        if what == "cancelled":
-            if awaits and _awaits_cancelled_task(body, ctx):
-                return
-            caught = ast.unparse(node.type) if node.type is not None else "CancelledError"
-            self.report(ctx, _at(node), caught=caught)
+        if _has_await(body) and _awaits_cancelled_task(body, ctx):
+            return
+        caught = ast.unparse(node.type) if node.type is not None else "CancelledError"
+        _report_or_defer(self, node, ctx, caught=caught)
         # BaseException / bare except: see BroadExceptSwallowsCancel
 
 
@@ -221,7 +342,7 @@ class BroadExceptSwallowsCancel(_CancelBase):
         try_node = ctx.parent
         if not isinstance(try_node, _TRY_TYPES) or not ctx.in_coroutine:
             return
-        if propagates(node.body):
+        if _exits_or_defers(node, ctx):
             return
         if _earlier_handler_reraises_cancel(try_node, node, ctx):
             return
@@ -229,7 +350,7 @@ class BroadExceptSwallowsCancel(_CancelBase):
         if not _has_await(body) or _awaits_cancelled_task(body, ctx):
             return
         clause = "except:" if node.type is None else f"except {ast.unparse(node.type)}:"
-        self.report(ctx, _at(node), clause=clause)
+        _report_or_defer(self, node, ctx, clause=clause)
 
 
 def _earlier_handler_reraises_cancel(try_node: ast.AST, handler: ast.ExceptHandler, ctx: FileContext) -> bool:

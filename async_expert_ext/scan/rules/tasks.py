@@ -178,6 +178,44 @@ _COMMON_SYNC_NAMES = frozenset(
     receive receive_text receive_bytes receive_json getvalue keep_alive""".split()
 )
 
+
+
+def _stdlib_sync_method_names() -> frozenset[str]:
+    """Public sync method names of common stdlib and builtin classes: an object of
+    unknown type calling one of these is most likely that class, not a local
+    ``async def`` of the same name (``match.group()``, ``path.exists()``)."""
+    import asyncio
+    import inspect
+    import io
+    import pathlib
+    import queue
+    import re
+    import socket
+    import subprocess
+    import threading
+    import logging
+    import concurrent.futures
+
+    classes: list[Any] = [
+        str, bytes, list, dict, set, tuple, int, float, pathlib.Path, re.Match, re.Pattern, socket.socket,
+        io.TextIOWrapper, io.BufferedReader, io.BytesIO, threading.Thread, threading.Event, threading.Condition,
+        queue.Queue, subprocess.Popen, logging.Logger, concurrent.futures.Future, asyncio.Future, asyncio.Task,
+        asyncio.AbstractEventLoop, asyncio.Queue, asyncio.Event, asyncio.Lock, asyncio.StreamWriter,
+        asyncio.Transport, asyncio.Protocol,
+    ]
+    out: set[str] = set()
+    for cls in classes:
+        for attr in dir(cls):
+            if attr.startswith("_"):
+                continue
+            member = getattr(cls, attr, None)
+            if callable(member) and not inspect.iscoroutinefunction(member):
+                out.add(attr)
+    return frozenset(out)
+
+
+_COMMON_SYNC_NAMES = _COMMON_SYNC_NAMES | _stdlib_sync_method_names()
+
 _TRANSPARENT_DECORATORS = frozenset(
     {
         "staticmethod",
@@ -470,10 +508,24 @@ class NeverAwaited(_RecordsFacts, Rule):
             self._check_test(cond, ctx)
 
     def visit_BoolOp(self, node: ast.BoolOp, ctx: FileContext) -> None:
-        # operands of and/or; a BoolOp directly in a test is handled by _check_test
-        for v in node.values:
-            if isinstance(v, ast.Call):
+        # `coro() and x` tests the coroutine for truth and drops it; `coro() or x`
+        # evaluates to the coroutine (a value use) unless the BoolOp is itself a test.
+        in_test = self._is_test(node, ctx)
+        last = len(node.values) - 1
+        for i, v in enumerate(node.values):
+            if isinstance(v, ast.Call) and (in_test or (isinstance(node.op, ast.And) and i < last)):
                 self._check(v, ctx, "bool")
+
+    @staticmethod
+    def _is_test(node: ast.AST, ctx: FileContext) -> bool:
+        parent = ctx.parent
+        if isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.Not):
+            node, parent = parent, (ctx.parents[-2] if len(ctx.parents) > 1 else None)
+        if isinstance(parent, (ast.If, ast.While, ast.IfExp, ast.Assert)) and getattr(parent, "test", None) is node:
+            return True
+        if isinstance(parent, ast.comprehension) and node in parent.ifs:
+            return True
+        return isinstance(parent, (ast.Expr, ast.BoolOp))
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
         if isinstance(node.func, ast.Name) and node.func.id == "bool" and len(node.args) == 1:
