@@ -1,0 +1,984 @@
+"""The runtime instruments. Each is one :class:`~async_expert_ext.loop.instrument.Instrument`.
+
+- :class:`BlockingDetector`: busy-stretch timing around the selector, a heartbeat
+  (loop lag series) and a watchdog thread that samples the loop thread's stack
+  with ``sys._current_frames()`` while the loop is stalled.
+- :class:`TaskTracker`: every task from the task factory (weak references only),
+  unretrieved exceptions, leaked tasks, tasks destroyed while pending, stuck awaits.
+- :class:`CoroutineWarnings`: "coroutine ... was never awaited" RuntimeWarnings,
+  attributed with ``sys.set_coroutine_origin_tracking_depth``.
+- :class:`LogCapture`: asyncio logger records and exception-handler calls.
+- :class:`LoopReentry`: ``asyncio.run()`` / ``run_until_complete()`` inside the
+  running loop, and the ``--nest`` opt-in (nest-asyncio2).
+- :class:`PyinstrumentProfiler`: ``pyinstrument.Profiler(async_mode="enabled")``.
+
+Only the standard library is imported here (pyinstrument and nest-asyncio2 lazily).
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import re
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from typing import Any, Callable
+
+from ..model import Confidence, Section, Severity
+from .instrument import Instrument
+from .session import ProfileSession, is_library_file
+
+__all__ = [
+    "BlockingDetector",
+    "TaskTracker",
+    "CoroutineWarnings",
+    "LogCapture",
+    "LoopReentry",
+    "PyinstrumentProfiler",
+    "default_instruments",
+    "await_stack",
+]
+
+_MAX_STACK = 64
+_MAX_LAG_ROWS = 200_000
+_DEBUG_DOC = "https://docs.python.org/3/library/asyncio-dev.html#running-blocking-code"
+
+
+def default_instruments(session: ProfileSession) -> list[Instrument]:
+    """The instruments a session uses unless told otherwise (profiler last, so that
+    it measures as little of the others' installation as possible)."""
+    out: list[Instrument] = [
+        LogCapture(),
+        CoroutineWarnings(),
+        TaskTracker(),
+        LoopReentry(),
+        BlockingDetector(),
+    ]
+    if session.profile_enabled:
+        out.append(PyinstrumentProfiler())
+    return out
+
+
+# ---------------------------------------------------------------------------
+# stacks
+# ---------------------------------------------------------------------------
+def _frame_stack(frame: Any) -> tuple[tuple[str, int, str], ...]:
+    """(filename, line, qualname) from the innermost frame outwards."""
+    out = []
+    while frame is not None and len(out) < _MAX_STACK:
+        code = frame.f_code
+        out.append((code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
+        frame = frame.f_back
+    return tuple(out)
+
+
+def await_stack(task: Any) -> list[tuple[str, int, str]]:
+    """The await chain of a pending task, outermost first: the task's coroutine,
+    then what it awaits (``cr_await`` / ``gi_yieldfrom`` / ``ag_await``), down to the
+    innermost suspended coroutine or generator. Each entry is (filename, line, qualname)."""
+    out: list[tuple[str, int, str]] = []
+    try:
+        obj = task.get_coro()
+    except Exception:
+        return out
+    seen = 0
+    while obj is not None and seen < _MAX_STACK:
+        seen += 1
+        frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        out.append((code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
+        nxt = getattr(obj, "cr_await", None)
+        if nxt is None:
+            nxt = getattr(obj, "gi_yieldfrom", None)
+        if nxt is None:
+            nxt = getattr(obj, "ag_await", None)
+        obj = nxt
+    return out
+
+
+def _fmt(session: ProfileSession, entries: Any) -> tuple[str, ...]:
+    return tuple(session.describe_frame(f, ln, q) for f, ln, q in entries)
+
+
+# ---------------------------------------------------------------------------
+# blocking, slow callbacks, loop lag
+# ---------------------------------------------------------------------------
+class BlockingDetector(Instrument):
+    """Loop stalls past the threshold, with the user line that caused them.
+
+    Mechanism (no ``set_debug``): the loop's selector ``select`` is wrapped on the
+    instance, so the time between two ``select`` calls is one busy stretch of the
+    loop (all callbacks of one iteration), timed with ``perf_counter`` and the loop
+    thread's CPU clock. A watchdog thread wakes every few ms; while a busy stretch is
+    older than a quarter of the threshold it samples the loop thread's stack with
+    ``sys._current_frames()``. A stretch longer than the threshold becomes a row of
+    ``LoopReport.blocking`` and ``LoopReport.callbacks``; its location is the user
+    line found in most samples. A heartbeat ``call_later`` every ``interval_ms``
+    gives the loop lag series. On loops without a Python selector (uvloop,
+    Proactor) late heartbeats delimit the stalls instead.
+
+    Cost: two clock reads per loop iteration plus a watchdog wake-up every
+    ``max(2 ms, min(interval/2, threshold/10))``.
+    """
+
+    name = "blocking"
+
+    def install(self, session: ProfileSession) -> None:
+        loop = session.loop
+        assert loop is not None
+        self.session = session
+        self.loop = loop
+        self.tid = session.loop_thread_id
+        self.threshold = session.threshold_ms / 1000.0
+        self.interval = session.interval_ms / 1000.0
+        self.sample_after = self.threshold / 4.0
+        self.sample_every = max(0.002, min(self.interval / 2.0, self.threshold / 10.0))
+        self.rows: list[dict[str, Any]] = []
+        self.lag: list[dict[str, Any]] = []
+        self.samples: list[tuple[tuple[str, int, str], ...]] = []
+        self.sample_tasks: list[str] = []
+        self.lock = threading.Lock()
+        self.stretch = 0
+        self.busy_since = time.perf_counter()  # we are inside a callback right now
+        self.busy_cpu = time.thread_time()
+        self.selector = None
+        self.mode = "heartbeat"
+        selector = getattr(loop, "_selector", None)
+        original = getattr(selector, "select", None)
+        if selector is not None and original is not None and "select" not in vars(selector):
+            this = self
+
+            def select(timeout: Any = None) -> Any:
+                this._end_busy(time.perf_counter())
+                try:
+                    return original(timeout)
+                finally:
+                    this._begin_busy()
+
+            selector.select = select
+            self.selector = selector
+            self.mode = "selector"
+        self.expected = loop.time() + self.interval
+        self.beat_handle = loop.call_later(self.interval, self._beat)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._watchdog, name="async-expert-watchdog", daemon=True)
+        self.thread.start()
+
+    # loop thread --------------------------------------------------------
+    def _begin_busy(self) -> None:
+        self.busy_cpu = time.thread_time()
+        self.busy_since = time.perf_counter()
+
+    def _end_busy(self, now: float) -> None:
+        since = self.busy_since
+        if not since:
+            return
+        self.busy_since = 0.0
+        with self.lock:
+            self.stretch += 1
+            samples, self.samples = self.samples, []
+            tasks, self.sample_tasks = self.sample_tasks, []
+        busy = now - since
+        if busy >= self.threshold:
+            cpu = time.thread_time() - self.busy_cpu
+            self._record(since, busy, cpu, samples, tasks)
+
+    def _beat(self) -> None:
+        loop = self.loop
+        now = loop.time()
+        lag = max(0.0, now - self.expected)
+        if len(self.lag) < _MAX_LAG_ROWS:
+            self.lag.append({"t_s": self.session.now_s(), "lag_ms": lag * 1000.0})
+        if self.mode == "heartbeat":
+            # stalls are delimited by late heartbeats
+            if lag >= self.threshold:
+                self._end_busy(time.perf_counter())
+            self._begin_busy()
+        self.expected = now + self.interval
+        if self.session.active:
+            self.beat_handle = loop.call_later(self.interval, self._beat)
+
+    def _record(self, since: float, busy: float, cpu: float, samples: list, tasks: list) -> None:
+        s = self.session
+        user_lines: Counter[tuple[str, int]] = Counter()
+        on_stack: Counter[tuple[str, int]] = Counter()
+        funcs: dict[tuple[str, int], str] = {}
+        best_sample: dict[tuple[str, int], tuple] = {}
+        for stack in samples:
+            first = None
+            seen = set()
+            for fn, ln, q in stack:
+                if is_library_file(fn):
+                    continue
+                key = (fn, ln)
+                if first is None:
+                    first = key
+                    funcs[key] = q
+                    best_sample[key] = stack
+                if key not in seen:
+                    seen.add(key)
+                    on_stack[key] += 1
+            if first is None and stack:  # nothing but library code: take the innermost frame
+                fn, ln, q = stack[0]
+                first = (fn, ln)
+                funcs[first] = q
+                best_sample[first] = stack
+            if first is not None:
+                user_lines[first] += 1
+        if user_lines:
+            (fn, ln), count = user_lines.most_common(1)[0]
+            share = count / max(1, len(samples))
+            stack = tuple(reversed(_fmt(s, best_sample[(fn, ln)])))
+        else:
+            fn, ln, count, share, stack = "", 0, 0, 0.0, ()
+        task = Counter(t for t in tasks if t).most_common(1)
+        kind = "cpu-bound-in-async" if busy > 0 and cpu / busy >= 0.8 else "blocking-call-in-async"
+        row = {
+            "start_s": since - s.t0,
+            "duration_ms": busy * 1000.0,
+            "location": s.where(fn, ln) if fn else "",
+            "path": s.label(fn) if fn else "",
+            "line": ln,
+            "function": funcs.get((fn, ln), ""),
+            "snippet": s.snippet(fn, ln) if fn else "",
+            "kind": kind,
+            "cpu_ms": cpu * 1000.0,
+            "samples": len(samples),
+            "share": share,
+            "task": task[0][0] if task else "",
+            "stack": stack,
+            "_file": fn,
+            "_on_stack": [(s.label(f), line, c) for (f, line), c in on_stack.items()],
+        }
+        self.rows.append(row)
+
+    # watchdog thread ------------------------------------------------------
+    def _watchdog(self) -> None:
+        current_tasks = getattr(asyncio.tasks, "_current_tasks", {})
+        loop = self.loop
+        while not self.stop_event.wait(self.sample_every):
+            since = self.busy_since
+            if self.mode == "heartbeat":
+                since = self.expected_perf()
+            if not since or time.perf_counter() - since < self.sample_after:
+                continue
+            stretch = self.stretch
+            frame = sys._current_frames().get(self.tid)
+            if frame is None:
+                continue
+            stack = _frame_stack(frame)
+            del frame
+            task = current_tasks.get(loop)
+            name = ""
+            if task is not None:
+                try:
+                    name = f"{task.get_name()} ({task.get_coro().__qualname__})"
+                except Exception:
+                    name = ""
+            with self.lock:
+                if self.stretch == stretch:
+                    self.samples.append(stack)
+                    self.sample_tasks.append(name)
+
+    def expected_perf(self) -> float:
+        # heartbeat mode: the stall started when the next beat was due
+        return time.perf_counter() - max(0.0, self.loop.time() - self.expected)
+
+    def before_uninstall(self, session: ProfileSession) -> None:
+        if self.mode == "selector" or self.busy_since:
+            self._end_busy(time.perf_counter())
+
+    def uninstall(self, session: ProfileSession) -> None:
+        stop = getattr(self, "stop_event", None)
+        if stop is not None:
+            stop.set()
+            self.thread.join(timeout=2.0)
+        handle = getattr(self, "beat_handle", None)
+        if handle is not None:
+            handle.cancel()
+        if getattr(self, "selector", None) is not None:
+            try:
+                del self.selector.select
+            except AttributeError:
+                pass
+            self.selector = None
+
+    def finish(self, session: ProfileSession, report: Any) -> None:
+        report.lag_records = list(self.lag)
+        report.blocking_records = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.rows]
+        for r in self.rows:
+            report.callback_records.append(
+                {
+                    "start_s": r["start_s"],
+                    "duration_ms": r["duration_ms"],
+                    "callback": f"Task step: {r['task']}" if r["task"] else "callback",
+                    "task": r["task"],
+                    "location": r["location"],
+                }
+            )
+        groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for r in self.rows:
+            groups.setdefault((r["kind"], r["_file"], r["line"]), []).append(r)
+        for (kind, fn, line), rows in groups.items():
+            total = sum(r["duration_ms"] for r in rows)
+            worst = max(r["duration_ms"] for r in rows)
+            where = session.where(fn, line) if fn else "an unknown line (no stack sample)"
+            what = "ran CPU-bound code" if kind == "cpu-bound-in-async" else "blocked"
+            session.add_finding(
+                kind,
+                f"{where} {what} on the event loop thread {len(rows)} time(s) for {total / 1000:.2f} s "
+                f"in total (worst {worst:.0f} ms, threshold {session.threshold_ms:g} ms)",
+                filename=fn,
+                line=line,
+                symbol=rows[0]["function"],
+                severity=Severity.CRITICAL if worst >= 4 * session.threshold_ms else Severity.WARNING,
+                section=Section.CRITICAL_ISSUES,
+                explanation="While this line runs, no other task, callback or I/O on the loop makes progress.",
+                fix=(
+                    "Move the call off the loop: `await asyncio.to_thread(func, ...)` or an async "
+                    "library; for CPU-bound work use `loop.run_in_executor(process_pool, ...)`."
+                ),
+                references=(_DEBUG_DOC,),
+                call_chain=rows[0]["stack"],
+                extra={
+                    "blocked_ms": round(total, 3),
+                    "events": len(rows),
+                    "worst_ms": round(worst, 3),
+                    "cpu_ms": round(sum(r["cpu_ms"] for r in rows), 3),
+                    "lines_on_stack": sorted({(p, ln) for r in rows for p, ln, _c in r["_on_stack"]}),
+                },
+            )
+
+
+# ---------------------------------------------------------------------------
+# tasks
+# ---------------------------------------------------------------------------
+_RUNNING_AT = re.compile(r"(?:running|defined) at (.+):(\d+)>")
+
+
+class TaskTracker(Instrument):
+    """Task life cycles and the findings they lead to.
+
+    - ``task-exception-never-retrieved``: a failed task whose exception was never
+      read (``Task._log_traceback`` still True at the end, or asyncio's
+      "Task exception was never retrieved" when it was collected).
+    - ``leaked-task``: a task created by user code and still pending at the end
+      (``--cancel-leaked`` cancels them), or destroyed pending when its loop was closed.
+    - ``fire-and-forget-task``: "Task was destroyed but it is pending!" while the loop ran.
+    - ``missing-timeout``: pending at ``--timeout``, or suspended at the same I/O await
+      for longer than ``stuck_s`` (default 1 s) with no timeout armed.
+
+    Source of the never-retrieved and destroyed-pending messages:
+    https://docs.python.org/3/library/asyncio-dev.html#detect-never-retrieved-exceptions
+    """
+
+    name = "tasks"
+
+    def __init__(self, stuck_s: float = 1.0) -> None:
+        super().__init__()
+        self.stuck_s = stuck_s
+
+    def install(self, session: ProfileSession) -> None:
+        self.session = session
+        self.destroyed: list[dict[str, Any]] = []
+        self.unretrieved_ids: set[int] = set()
+        self.stuck: dict[int, dict[str, Any]] = {}
+        self._last_pos: dict[int, tuple[Any, int, float]] = {}
+        self.timeout_pending: list[dict[str, Any]] = []
+        assert session.loop is not None
+        self.check_handle = session.loop.call_later(self.stuck_s / 2, self._check_stuck)
+
+    # -- stuck awaits (missing-timeout) -----------------------------------
+    def _timeouts_armed(self) -> set[int]:
+        armed: set[int] = set()
+        for h in list(getattr(self.session.loop, "_scheduled", ())):
+            cb = getattr(h, "_callback", None)
+            owner = getattr(cb, "__self__", None)
+            t = getattr(owner, "_task", None)
+            if t is not None:
+                armed.add(id(t))
+        return armed
+
+    def _check_stuck(self) -> None:
+        s = self.session
+        if not s.active:
+            return
+        now = s.now_s()
+        armed = None
+        for task, row in s.tasks.alive()[:5000]:
+            if task.done() or not row.get("_file"):
+                continue
+            stack = await_stack(task)
+            inner = stack[-1] if stack else None
+            if inner is None:
+                continue
+            pos = (inner[0], inner[1], inner[2])
+            prev = self._last_pos.get(row["task_id"])
+            if prev is None or prev[0] != pos:
+                self._last_pos[row["task_id"]] = (pos, 0, now)
+                continue
+            if now - prev[2] < self.stuck_s or row["task_id"] in self.stuck:
+                continue
+            if armed is None:
+                armed = self._timeouts_armed()
+            if id(task) in armed or row.get("_under_timeout"):
+                continue
+            rec = self._io_await(stack)
+            if rec is not None:
+                rec["waited_s"] = now - prev[2]
+                rec["task"] = row["name"]
+                self.stuck[row["task_id"]] = rec
+        s.loop.call_later(self.stuck_s / 2, self._check_stuck)  # type: ignore[union-attr]
+
+    def _io_await(self, stack: list[tuple[str, int, str]]) -> dict[str, Any] | None:
+        """The innermost user frame of an await stack and the library call it waits in;
+        None when it waits on a sleep or a lock-like primitive (not I/O)."""
+        user = None
+        below: list[tuple[str, int, str]] = []
+        for entry in stack:
+            if is_library_file(entry[0]):
+                below.append(entry)
+            else:
+                user, below = entry, []
+        if user is None or not below:
+            return None
+        names = {q for _f, _l, q in below}
+        if any(n.endswith(("sleep", "Event.wait", "Lock.acquire", "Semaphore.acquire", "Condition.wait")) for n in names):
+            return None
+        return {"file": user[0], "line": user[1], "func": user[2], "awaits": below[0][2], "stack": stack}
+
+    def on_timeout(self, session: ProfileSession) -> None:
+        for task, row in session.tasks.alive():
+            if not task.done():
+                stack = await_stack(task)
+                row["await_stack"] = tuple(_fmt(session, stack))
+                rec = self._io_await(stack) or {}
+                self.timeout_pending.append({"row": row, "rec": rec, "stack": stack})
+        host = session.host_task
+        if host is not None and not host.done():
+            stack = await_stack(host)
+            rec = self._io_await(stack)
+            if rec is not None:
+                self.timeout_pending.append({"row": {"name": host.get_name(), "task_id": 0}, "rec": rec, "stack": stack})
+
+    # -- exception handler messages ---------------------------------------
+    def exception_handler(self, session: ProfileSession, context: dict[str, Any]) -> None:
+        msg = str(context.get("message", ""))
+        if "never retrieved" in msg:
+            fut = context.get("future")
+            row = session.tasks.lookup(fut)
+            if row is not None:
+                row["exception_retrieved"] = False
+                self.unretrieved_ids.add(row["task_id"])
+        elif "destroyed but it is pending" in msg:
+            task = context.get("task")
+            row = session.tasks.lookup(task)
+            rec: dict[str, Any] = {"row": row, "closed": False, "file": "", "line": 0, "coro": ""}
+            try:
+                rec["closed"] = bool(task.get_loop().is_closed())
+                coro = task.get_coro()
+                rec["coro"] = getattr(coro, "__qualname__", "")
+                origin = getattr(coro, "cr_origin", None) or ()
+                for fn, ln, _q in origin:  # most recent call first
+                    if not is_library_file(fn):
+                        rec["file"], rec["line"] = fn, ln
+                        break
+                if not rec["file"]:
+                    m = _RUNNING_AT.search(repr(task))
+                    if m:
+                        rec["file"], rec["line"] = m.group(1), int(m.group(2))
+            except Exception:
+                pass
+            if row is not None:
+                row["state"] = "pending"
+                row["_destroyed"] = True
+            self.destroyed.append(rec)
+
+    # -- end ---------------------------------------------------------------
+    def before_uninstall(self, session: ProfileSession) -> None:
+        gc.collect()  # report tasks that are garbage now, while the handler is observed
+        for task, row in session.tasks.alive():
+            if not task.done():
+                row["state"] = "pending"
+                row["await_stack"] = tuple(_fmt(session, await_stack(task)))
+                row["_leaked"] = True
+            elif row["state"] == "failed":
+                retrieved = not getattr(task, "_log_traceback", False)
+                row["exception_retrieved"] = retrieved and row["task_id"] not in self.unretrieved_ids
+        if session.cancel_leaked:
+            n = 0
+            for task, row in session.tasks.alive():
+                if not task.done():
+                    task.cancel(msg="async-expert --cancel-leaked")
+                    n += 1
+            if n:
+                session.report.notes.append(f"--cancel-leaked: cancelled {n} task(s) still pending at the end")
+        for row in session.tasks.rows:
+            if row["state"] == "failed" and row["exception_retrieved"] is None:
+                row["exception_retrieved"] = row["task_id"] not in self.unretrieved_ids
+
+    def uninstall(self, session: ProfileSession) -> None:
+        h = getattr(self, "check_handle", None)
+        if h is not None:
+            h.cancel()
+
+    def finish(self, session: ProfileSession, report: Any) -> None:
+        rows = session.tasks.rows
+        by_site: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        for row in rows:
+            if not row.get("_file"):
+                continue  # created by library code only (the kernel, a framework)
+            if row["state"] == "failed" and row["exception_retrieved"] is False:
+                by_site.setdefault(("task-exception-never-retrieved", row["_file"], row["created_line"]), []).append(row)
+            if row.get("_leaked") and not session.timed_out:
+                by_site.setdefault(("leaked-task", row["_file"], row["created_line"]), []).append(row)
+        for rec in self.destroyed:
+            row = rec["row"]
+            fn = row["_file"] if row and row.get("_file") else rec["file"]
+            line = row["created_line"] if row and row.get("_file") else rec["line"]
+            if not fn:
+                continue
+            kind = "leaked-task" if rec["closed"] else "fire-and-forget-task"
+            by_site.setdefault((kind, fn, line), []).append(row or {"name": rec["coro"], "coro": rec["coro"], "_destroyed": True})
+        for (kind, fn, line), group in by_site.items():
+            names = ", ".join(sorted({str(r.get("coro", "")) for r in group}))[:200]
+            n = len(group)
+            where = session.where(fn, line)
+            if kind == "task-exception-never-retrieved":
+                raised = sorted({r.get("_raised_at", "") for r in group} - {""})
+                session.add_finding(
+                    kind,
+                    f"{n} task(s) created at {where} ({names}) failed with "
+                    f"{group[0]['exception']} and nobody retrieved the exception"
+                    + (f" (raised at {', '.join(raised)})" if raised else ""),
+                    filename=fn,
+                    line=line,
+                    severity=Severity.CRITICAL,
+                    section=Section.ERROR_HANDLING,
+                    explanation="A background task died; asyncio only logs it when the task is garbage-collected, often much later or never.",
+                    fix="Keep the task and await it, or add a done callback that calls task.exception() and logs it; prefer asyncio.TaskGroup.",
+                    references=("https://docs.python.org/3/library/asyncio-dev.html#detect-never-retrieved-exceptions",),
+                    extra={"tasks": n, "exception": group[0]["exception"], "raised_at": raised},
+                )
+            elif kind == "leaked-task":
+                destroyed = sum(1 for r in group if r.get("_destroyed"))
+                stacks = [r.get("await_stack", ()) for r in group if r.get("await_stack")]
+                session.add_finding(
+                    kind,
+                    f"{n} task(s) created at {where} ({names}) were still pending when "
+                    + ("their event loop was closed" if destroyed else "the profiled code finished"),
+                    filename=fn,
+                    line=line,
+                    severity=Severity.WARNING,
+                    section=Section.CONCURRENCY,
+                    explanation="Nothing awaits or cancels these tasks; their work may be cut off and their errors are never seen.",
+                    fix="Await the tasks (asyncio.gather or a TaskGroup) or cancel them explicitly before returning.",
+                    references=("https://docs.python.org/3/library/asyncio-task.html#task-groups",),
+                    call_chain=stacks[0] if stacks else (),
+                    extra={"tasks": n, "destroyed_pending": destroyed, "await_stacks": [list(s) for s in stacks[:5]]},
+                )
+            else:
+                session.add_finding(
+                    kind,
+                    f"{n} task(s) created at {where} ({names}) were garbage-collected while still pending "
+                    "(\"Task was destroyed but it is pending!\")",
+                    filename=fn,
+                    line=line,
+                    severity=Severity.CRITICAL,
+                    section=Section.CRITICAL_ISSUES,
+                    explanation="The event loop keeps only weak references to tasks; a task nobody references can vanish mid-flight.",
+                    fix="Keep a strong reference: add the task to a set and discard it in a done callback, or use a TaskGroup.",
+                    references=("https://docs.python.org/3/library/asyncio-task.html#asyncio.create_task",),
+                    extra={"tasks": n},
+                )
+        # missing-timeout: pending at --timeout, or stuck on I/O
+        seen: set[tuple[str, int]] = set()
+        for item in self.timeout_pending:
+            rec = item["rec"]
+            if not rec:
+                continue
+            key = (rec["file"], rec["line"])
+            if key in seen:
+                continue
+            seen.add(key)
+            session.add_finding(
+                "missing-timeout",
+                f"{item['row'].get('name', 'a task')} was still awaiting {rec['awaits']} at "
+                f"{session.where(rec['file'], rec['line'])} when --timeout {session.timeout_s:g} s fired",
+                filename=rec["file"],
+                line=rec["line"],
+                symbol=rec["func"],
+                severity=Severity.WARNING,
+                section=Section.ASYNC_PATTERNS,
+                explanation="An await on I/O with no deadline can wait forever when the peer goes silent.",
+                fix="Wrap the await in `async with asyncio.timeout(seconds):` (or asyncio.wait_for).",
+                references=("https://docs.python.org/3/library/asyncio-task.html#timeouts",),
+                call_chain=_fmt(session, item["stack"]),
+                extra={"timeout_s": session.timeout_s},
+            )
+        for rec in self.stuck.values():
+            key = (rec["file"], rec["line"])
+            if key in seen:
+                continue
+            seen.add(key)
+            session.add_finding(
+                "missing-timeout",
+                f"{rec['task']} waited {rec['waited_s']:.1f} s on {rec['awaits']} at "
+                f"{session.where(rec['file'], rec['line'])} with no timeout armed",
+                filename=rec["file"],
+                line=rec["line"],
+                symbol=rec["func"],
+                severity=Severity.WARNING,
+                confidence=Confidence.MEDIUM,
+                explanation="An await on I/O with no deadline can wait forever when the peer goes silent.",
+                fix="Wrap the await in `async with asyncio.timeout(seconds):` (or asyncio.wait_for).",
+                references=("https://docs.python.org/3/library/asyncio-task.html#timeouts",),
+                call_chain=_fmt(session, rec["stack"]),
+                extra={"waited_s": round(rec["waited_s"], 3)},
+            )
+
+
+# ---------------------------------------------------------------------------
+# never-awaited coroutines
+# ---------------------------------------------------------------------------
+_NEVER = re.compile(r"coroutine '([^']+)' was never awaited")
+_ORIGIN_LINE = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+class CoroutineWarnings(Instrument):
+    """``RuntimeWarning: coroutine '...' was never awaited``, attributed to the line
+    that created the coroutine.
+
+    While the session runs: ``sys.set_coroutine_origin_tracking_depth`` on the loop
+    thread (and, through ``threading.setprofile``, in threads started meanwhile), a
+    ``warnings.showwarning`` hook and a ``sys.unraisablehook`` (the warning becomes an
+    unraisable exception when RuntimeWarnings are errors), and an ``"always"``
+    filter for this one message so repeats are counted. ``warnings.catch_warnings``
+    is not used: it is not thread-safe. ``gc.collect()`` runs before the hooks go.
+    Source: https://docs.python.org/3/library/sys.html#sys.set_coroutine_origin_tracking_depth
+    """
+
+    name = "never-awaited"
+
+    def install(self, session: ProfileSession) -> None:
+        self.session = session
+        self.seen: list[dict[str, Any]] = []
+        self.prev_depth = sys.get_coroutine_origin_tracking_depth()
+        sys.set_coroutine_origin_tracking_depth(max(self.prev_depth, session.origin_depth))
+        self.prev_show = warnings.showwarning
+        self.prev_hook = sys.unraisablehook
+        self.prev_filters = list(warnings.filters)
+        warnings.filterwarnings("always", message=r"coroutine .* was never awaited", category=RuntimeWarning)
+        this = self
+
+        def showwarning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            if this._capture(str(message), category):
+                return
+            this.prev_show(message, category, filename, lineno, file, line)
+
+        def unraisablehook(unraisable: Any) -> None:
+            exc = unraisable.exc_value
+            if exc is not None and this._capture(str(exc), type(exc)):
+                return
+            if session.active:
+                session.report.log_records.append(
+                    {
+                        "t_s": session.now_s(),
+                        "source": "unraisable",
+                        "level": "ERROR",
+                        "logger": "",
+                        "message": f"{unraisable.err_msg or 'Exception ignored in'}: {unraisable.object!r}: {exc!r}",
+                        "location": "",
+                    }
+                )
+            this.prev_hook(unraisable)
+
+        showwarning._aex_session = session  # type: ignore[attr-defined]
+        unraisablehook._aex_session = session  # type: ignore[attr-defined]
+        warnings.showwarning = showwarning
+        sys.unraisablehook = unraisablehook
+        self.prev_thread_profile = getattr(threading, "_profile_hook", None)
+        self.thread_hook = None
+        if self.prev_thread_profile is None:
+            depth = sys.get_coroutine_origin_tracking_depth()
+
+            def thread_start(frame: Any, event: str, arg: Any) -> None:
+                sys.setprofile(None)
+                sys.set_coroutine_origin_tracking_depth(depth)
+
+            threading.setprofile(thread_start)
+            self.thread_hook = thread_start
+
+    def _capture(self, text: str, category: Any) -> bool:
+        m = _NEVER.search(text)
+        if not m or not (isinstance(category, type) and issubclass(category, RuntimeWarning)):
+            return False
+        entries = [(f, int(ln), q) for f, ln, q in _ORIGIN_LINE.findall(text)]  # most recent call last
+        fn, line, func = "", 0, ""
+        for f, ln, q in reversed(entries):
+            if not is_library_file(f):
+                fn, line, func = f, ln, q
+                break
+        self.seen.append(
+            {"coro": m.group(1), "file": fn, "line": line, "func": func, "origin": entries, "t_s": self.session.now_s()}
+        )
+        return True
+
+    def before_uninstall(self, session: ProfileSession) -> None:
+        gc.collect()
+
+    def uninstall(self, session: ProfileSession) -> None:
+        if not hasattr(self, "prev_depth"):
+            return
+        sys.set_coroutine_origin_tracking_depth(self.prev_depth)
+        if getattr(warnings.showwarning, "_aex_session", None) is session:
+            warnings.showwarning = self.prev_show
+        if getattr(sys.unraisablehook, "_aex_session", None) is session:
+            sys.unraisablehook = self.prev_hook
+        warnings.filters[:] = self.prev_filters
+        warnings._filters_mutated()  # type: ignore[attr-defined]
+        if self.thread_hook is not None and getattr(threading, "_profile_hook", None) is self.thread_hook:
+            threading.setprofile(self.prev_thread_profile)  # type: ignore[arg-type]
+
+    def finish(self, session: ProfileSession, report: Any) -> None:
+        groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+        for rec in self.seen:
+            groups.setdefault((rec["file"], rec["line"], rec["coro"]), []).append(rec)
+            report.log_records.append(
+                {
+                    "t_s": rec["t_s"],
+                    "source": "warning",
+                    "level": "WARNING",
+                    "logger": "py.warnings",
+                    "message": f"RuntimeWarning: coroutine '{rec['coro']}' was never awaited",
+                    "location": session.where(rec["file"], rec["line"]) if rec["file"] else "",
+                }
+            )
+        for (fn, line, coro), recs in groups.items():
+            where = session.where(fn, line) if fn else "a line outside the profiled code's threads"
+            session.add_finding(
+                "never-awaited",
+                f"coroutine '{coro}' created at {where} was never awaited ({len(recs)} time(s))",
+                filename=fn,
+                line=line,
+                symbol=recs[0]["func"],
+                severity=Severity.CRITICAL,
+                section=Section.CRITICAL_ISSUES,
+                explanation="Calling an async function only creates a coroutine object; its body never runs unless it is awaited or wrapped in a task.",
+                fix=f"`await` the call (or schedule it with asyncio.create_task and keep the task).",
+                references=("https://docs.python.org/3/library/asyncio-dev.html#detect-never-awaited-coroutines",),
+                confidence=Confidence.HIGH if fn else Confidence.MEDIUM,
+                call_chain=tuple(f"{q} ({session.label(f)}:{ln})" for f, ln, q in recs[0]["origin"]),
+                extra={"count": len(recs), "coroutine": coro},
+            )
+
+
+# ---------------------------------------------------------------------------
+# logs
+# ---------------------------------------------------------------------------
+class _ListHandler(logging.Handler):
+    def __init__(self, session: ProfileSession) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.session = session
+
+    def emit(self, record: logging.LogRecord) -> None:
+        s = self.session
+        if not s.active:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        s.report.log_records.append(
+            {
+                "t_s": s.now_s(),
+                "source": "logging",
+                "level": record.levelname,
+                "logger": record.name,
+                "message": message.splitlines()[0][:500] if message else "",
+                "location": "",
+            }
+        )
+
+
+class LogCapture(Instrument):
+    """asyncio's log records and loop exception-handler calls, kept in
+    ``LoopReport.logs``: in a kernel they are published with no parent message and
+    show in no cell (see DESIGN.md). A logging handler is added to the ``asyncio``
+    logger for the session; the calls of ``loop.call_exception_handler`` are seen
+    through the session's observer. Records logged by asyncio's default exception
+    handler are not duplicated."""
+
+    name = "logs"
+
+    def install(self, session: ProfileSession) -> None:
+        self.handler = _ListHandler(session)
+        self.handler.addFilter(lambda rec: not _in_exception_handler(rec))
+        logging.getLogger("asyncio").addHandler(self.handler)
+
+    def exception_handler(self, session: ProfileSession, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        obj = context.get("task") or context.get("future") or context.get("handle")
+        msg = str(context.get("message", ""))
+        if exc is not None:
+            msg += f": {type(exc).__name__}: {exc}"
+        if obj is not None:
+            msg += f" [{obj!r}]"[:300]
+        session.report.log_records.append(
+            {
+                "t_s": session.now_s(),
+                "source": "exception-handler",
+                "level": "ERROR",
+                "logger": "asyncio",
+                "message": msg,
+                "location": "",
+            }
+        )
+
+    def uninstall(self, session: ProfileSession) -> None:
+        handler = getattr(self, "handler", None)
+        if handler is not None:
+            logging.getLogger("asyncio").removeHandler(handler)
+
+
+def _in_exception_handler(record: logging.LogRecord) -> bool:
+    return record.funcName == "default_exception_handler"
+
+
+# ---------------------------------------------------------------------------
+# asyncio.run inside a running loop; --nest
+# ---------------------------------------------------------------------------
+_NEST_NOTE = (
+    "--nest applied nest-asyncio2: asyncio.run() and run_until_complete() now re-enter the running loop. "
+    "The patch is process-wide and stays until the kernel restarts: it replaces asyncio.run, "
+    "BaseEventLoop.run_until_complete/run_forever/_run_once and the tasks' step functions with "
+    "re-entrant Python versions (slower, and nested runs can starve the outer cell)."
+)
+
+
+class LoopReentry(Instrument):
+    """Calls of ``asyncio.run()`` or ``loop.run_until_complete()`` while the loop
+    already runs in this thread ("asyncio.run() cannot be called from a running event
+    loop", https://docs.python.org/3/library/asyncio-runner.html#asyncio.run). The
+    module attribute ``asyncio.run`` and the loop instance's ``run_until_complete``
+    are wrapped for the session; the wrappers record the calling user line and call
+    the originals. With ``nest=True`` nest-asyncio2 is applied first (opt-in only)."""
+
+    name = "loop-reentry"
+
+    def install(self, session: ProfileSession) -> None:
+        self.session = session
+        self.calls: list[dict[str, Any]] = []
+        loop = session.loop
+        if session.nest:
+            import nest_asyncio2
+
+            nest_asyncio2.apply(loop)
+            session.report.notes.append(_NEST_NOTE)
+        self.prev_run = asyncio.run
+        this = self
+
+        def run(main: Any, **kwargs: Any) -> Any:
+            this._note("asyncio.run")
+            return this.prev_run(main, **kwargs)
+
+        run._aex_session = session  # type: ignore[attr-defined]
+        asyncio.run = run  # type: ignore[assignment]
+        self.prev_ruc = loop.run_until_complete  # type: ignore[union-attr]
+        self.patched_ruc = "run_until_complete" not in vars(loop)
+
+        def run_until_complete(future: Any) -> Any:
+            this._note("loop.run_until_complete")
+            return this.prev_ruc(future)
+
+        if self.patched_ruc:
+            loop.run_until_complete = run_until_complete  # type: ignore[union-attr,method-assign]
+
+    def _note(self, what: str) -> None:
+        s = self.session
+        if not s.active or threading.get_ident() != s.loop_thread_id:
+            return
+        if asyncio._get_running_loop() is None:  # type: ignore[attr-defined]
+            return
+        frame = s.user_frame(sys._getframe(2))
+        if frame is None:
+            return
+        self.calls.append({"what": what, "file": frame.f_code.co_filename, "line": frame.f_lineno, "func": frame.f_code.co_qualname})
+
+    def uninstall(self, session: ProfileSession) -> None:
+        if getattr(asyncio.run, "_aex_session", None) is session:
+            asyncio.run = self.prev_run  # type: ignore[assignment]
+        if getattr(self, "patched_ruc", False):
+            try:
+                del session.loop.run_until_complete  # type: ignore[union-attr]
+            except AttributeError:
+                pass
+
+    def finish(self, session: ProfileSession, report: Any) -> None:
+        if session.nest:
+            return
+        groups: dict[tuple[str, int, str], int] = {}
+        funcs: dict[tuple[str, int, str], str] = {}
+        for c in self.calls:
+            key = (c["file"], c["line"], c["what"])
+            groups[key] = groups.get(key, 0) + 1
+            funcs[key] = c["func"]
+        for (fn, line, what), n in groups.items():
+            session.add_finding(
+                "event-loop-already-running",
+                f"{what}() called at {session.where(fn, line)} while the event loop was already running "
+                f"({n} time(s)); it raises RuntimeError and leaves its coroutine never awaited",
+                filename=fn,
+                line=line,
+                symbol=funcs[(fn, line, what)],
+                severity=Severity.CRITICAL,
+                section=Section.CRITICAL_ISSUES,
+                explanation=(
+                    "A notebook kernel (and any async framework) already runs an event loop in this thread; "
+                    "asyncio.run() and run_until_complete() cannot start another one there."
+                ),
+                fix="In a notebook cell use top-level `await coro()` (IPython autoawait); inside async code `await` it; "
+                "as a last resort for legacy code use `%%loop_profile --nest`.",
+                fix_example="# before\nresult = asyncio.run(fetch())\n# after\nresult = await fetch()",
+                references=("https://ipython.readthedocs.io/en/stable/interactive/autoawait.html",),
+                extra={"calls": n},
+            )
+
+
+# ---------------------------------------------------------------------------
+# pyinstrument
+# ---------------------------------------------------------------------------
+class PyinstrumentProfiler(Instrument):
+    """A pyinstrument profile of the profiled code (``Profiler(async_mode="enabled")``:
+    time spent awaiting shows as ``[await]`` frames of the task that started it).
+    The session is ``LoopReport.profile``. https://pyinstrument.readthedocs.io/en/latest/guide.html#profile-async-code"""
+
+    name = "profile"
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.profiler: Any = None
+
+    def install(self, session: ProfileSession) -> None:
+        from pyinstrument import Profiler
+
+        self.profiler = Profiler(interval=self.interval_s, async_mode="enabled")
+        self.profiler.start()
+
+    def uninstall(self, session: ProfileSession) -> None:
+        p = self.profiler
+        if p is not None and getattr(p, "is_running", False):
+            try:
+                p.stop()
+            except Exception as exc:
+                session.report.errors.append(f"pyinstrument stop failed: {exc}")
+
+    def finish(self, session: ProfileSession, report: Any) -> None:
+        if self.profiler is not None:
+            report.profile = self.profiler.last_session

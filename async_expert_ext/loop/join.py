@@ -1,0 +1,133 @@
+"""Join static and runtime evidence.
+
+The code a session ran (the cell, the CLI's file, and every file a runtime finding
+points at) is scanned with :func:`async_expert_ext.scan.runner.scan_source`. A
+static finding whose line the run observed is marked *confirmed*:
+``extra["confirmed"] = True`` and ``extra["runtime"]`` holds the measured cost
+(e.g. "blocked the loop 3 times for 0.61 s in total"). A runtime finding with no
+static counterpart says so in its message and ``extra["static"]``.
+"""
+from __future__ import annotations
+
+import linecache
+from typing import TYPE_CHECKING, Any
+
+from ..model import Finding
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import ProfileSession
+
+__all__ = ["join_static", "FAMILIES"]
+
+#: kinds that describe the same problem seen from the two sides
+FAMILIES: dict[str, str] = {
+    "blocking-call-in-async": "blocking",
+    "cpu-bound-in-async": "blocking",
+    "sync-lock-in-async": "blocking",
+    "never-awaited": "never-awaited",
+    "event-loop-already-running": "reentry",
+    "missing-timeout": "timeout",
+    "async-generator-not-closed": "agen",
+    "cancelled-error-swallowed": "cancel",
+}
+
+
+def _family(kind: str) -> str:
+    return FAMILIES.get(kind, kind)
+
+
+def _lines(f: Finding) -> set[tuple[str, int]]:
+    out = {(f.path, f.line)}
+    for item in f.extra.get("lines_on_stack", ()) or ():
+        try:
+            out.add((str(item[0]), int(item[1])))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _scan(session: ProfileSession, label: str) -> list[Finding]:
+    from ..scan.runner import scan_source
+
+    text = session.static_source.get(label)
+    if text is None:
+        filename = session.files.get(label, label)
+        text = "".join(linecache.getlines(filename))
+    if not text.strip():
+        return []
+    notebook = label.startswith("In[") or label.startswith("<")
+    return list(scan_source(text, path=label, notebook=notebook).findings)
+
+
+def _cost(r: Finding) -> str:
+    e = r.extra
+    if "blocked_ms" in e:
+        return f"blocked the loop {e.get('events', 1)} time(s) for {e['blocked_ms'] / 1000:.2f} s in total"
+    if "count" in e:
+        return f"observed {e['count']} time(s)"
+    if "tasks" in e:
+        return f"{e['tasks']} task(s) affected"
+    return "observed at runtime"
+
+
+def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding]:
+    """Return the runtime findings joined with the static scan (see the module docstring)."""
+    labels = set(session.static_source)
+    for r in runtime:
+        if r.path:
+            labels.add(r.path)
+            labels.update(p for p, _l in _lines(r))
+    static: dict[str, list[Finding]] = {}
+    for label in sorted(labels):
+        try:
+            static[label] = _scan(session, label)
+        except Exception as exc:
+            session.report.errors.append(f"static scan of {label} failed: {type(exc).__name__}: {exc}")
+            static[label] = []
+    confirmed: dict[int, list[Finding]] = {}
+    kept: list[Finding] = []
+    for r in runtime:
+        matches: list[tuple[str, int]] = []
+        where = _lines(r)
+        for label, items in static.items():
+            for i, st in enumerate(items):
+                if _family(st.kind) != _family(r.kind):
+                    continue
+                hit = any(p == label and st.line <= ln <= max(st.end_line, st.line) for p, ln in where)
+                if not hit and not r.path and r.kind == "never-awaited":
+                    coro = str(r.extra.get("coroutine", "")).rsplit(".", 1)[-1]
+                    hit = bool(coro) and (coro in st.message or coro in st.snippet)
+                if hit:
+                    matches.append((label, i))
+                    confirmed.setdefault(id(st), []).append(r)
+        if not matches:
+            kept.append(
+                r.replace(
+                    message=r.message + " (not flagged by the static scan)",
+                    extra={**r.extra, "static": "not flagged by the static scan"},
+                )
+            )
+        elif not any(static[label][i].line == r.line and label == r.path for label, i in matches):
+            first = static[matches[0][0]][matches[0][1]]
+            kept.append(r.replace(extra={**r.extra, "static": f"confirms {first.code} at {first.location}"}))
+    out = list(kept)
+    for label, items in static.items():
+        for st in items:
+            rs = confirmed.get(id(st))
+            if rs:
+                cost = "; ".join(dict.fromkeys(_cost(r) for r in rs))
+                out.append(
+                    st.replace(
+                        message=f"{st.message} (confirmed at runtime: {cost})",
+                        extra={
+                            **st.extra,
+                            "confirmed": True,
+                            "runtime": cost,
+                            "runtime_codes": sorted({r.code for r in rs}),
+                            **{k: v for r in rs for k, v in r.extra.items() if k in ("blocked_ms", "events", "worst_ms", "count", "tasks")},
+                        },
+                    )
+                )
+            elif label in session.static_source:
+                out.append(st.replace(extra={**st.extra, "confirmed": False}))
+    return out
