@@ -13,3 +13,4 @@ from . import loops  # noqa: F401
 from . import cancellation  # noqa: F401
 from . import sessions  # noqa: F401
 from . import hints  # noqa: F401
+from . import fastapi  # noqa: F401
