@@ -38,7 +38,7 @@ def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
     cells = run_cells(
         [
             "%load_ext async_expert_ext",  # In[1]
-            "import time\nimport requests\nsess = requests.Session()",  # In[2]
+            "import asyncio, time\nimport requests\nsess = requests.Session()",  # In[2]
             "def helper():\n    time.sleep(0.001)\n",  # In[3]
             # In[4]: line 1 is the magic line, so the body's lines are 2..8
             "%%async_scan\n"
@@ -48,10 +48,11 @@ def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
             "async def fetch():\n"
             "    time.sleep(1)\n"
             "    sess.get('http://example.invalid')\n"
-            "    helper()\n",
+            "    helper()\n"
+            "    await asyncio.sleep(0)\n",
             _dump(),  # In[5]
             "import os; print(json.dumps([os.path.exists('ran.txt'), 'ran_marker' in dir(), 'fetch' in dir()]))",  # In[6]
-            "async def tick():\n    !echo hi\n    %time x = 1\n    time.sleep(2)\n",  # In[7]
+            "async def tick():\n    !echo hi\n    %time x = 1\n    time.sleep(2)\n    await asyncio.sleep(0)\n",  # In[7]
             "%async_scan -o session_report --quiet",  # In[8]
             _dump("session_report") + "; print(json.dumps(session_report.files_scanned))",  # In[9]
             "%async_scan nosuch_thing_xyz",  # In[10]
@@ -97,17 +98,18 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     (tmp_path / "svc.py").write_text(
         textwrap.dedent(
             """\
-            import time
+            import asyncio, time
 
 
             async def handler():
                 time.sleep(1)
-
+                await asyncio.sleep(0)
 
             class Service:
                 async def run(self):
                     time.sleep(2)
                     block()
+                    await asyncio.sleep(0)
 
 
             def block():
@@ -118,15 +120,15 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
     (pkg / "skipme").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("import time\n\nasync def a():\n    time.sleep(1)\n")
-    (pkg / "skipme" / "c.py").write_text("import time\n\nasync def c():\n    time.sleep(1)\n")
+    (pkg / "a.py").write_text("import asyncio, time\n\nasync def a():\n    time.sleep(1)\n    await asyncio.sleep(0)\n")
+    (pkg / "skipme" / "c.py").write_text("import asyncio, time\n\nasync def c():\n    time.sleep(1)\n    await asyncio.sleep(0)\n")
     (tmp_path / "sidefx_mod.py").write_text(
-        "import pathlib, time\npathlib.Path('imported.txt').write_text('imported')\n\nasync def go():\n    time.sleep(1)\n"
+        "import asyncio, pathlib, time\npathlib.Path('imported.txt').write_text('imported')\n\nasync def go():\n    time.sleep(1)\n    await asyncio.sleep(0)\n"
     )
     (tmp_path / "appmod.py").write_text(
         textwrap.dedent(
             """\
-            import time
+            import asyncio, time
             from fastapi import FastAPI
 
             app = FastAPI()
@@ -135,6 +137,7 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
             @app.get("/")
             async def root():
                 time.sleep(1)
+                await asyncio.sleep(0)
                 return {}
             """
         )
@@ -142,8 +145,8 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     nb = {
         "cells": [
             {"cell_type": "markdown", "metadata": {}, "source": "# notes"},
-            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": "import time\n"},
-            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": "%%time\nasync def f():\n    time.sleep(1)\n"},
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": "import asyncio, time\n"},
+            {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": "%%time\nasync def f():\n    time.sleep(1)\n    await asyncio.sleep(0)\n"},
         ],
         "metadata": {},
         "nbformat": 4,
@@ -151,7 +154,7 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     }
     (tmp_path / "nb.ipynb").write_text(json.dumps(nb))
     (tmp_path / "thing").mkdir()
-    (tmp_path / "thing" / "t.py").write_text("import time\nasync def t():\n    time.sleep(1)\n")
+    (tmp_path / "thing" / "t.py").write_text("import asyncio, time\nasync def t():\n    time.sleep(1)\n    await asyncio.sleep(0)\n")
     cells = run_cells(
         [
             "%load_ext async_expert_ext",  # In[1]
@@ -163,7 +166,7 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
             "from svc import handler, Service\n%async_scan -q handler\n" + _dump(),  # In[7]
             "%async_scan -q Service\n" + _dump(),  # In[8]
             "%async_scan -q Service.run\n" + _dump(),  # In[9]
-            "async def cellfn():\n    x = 1\n    time.sleep(1)\n",  # In[10]
+            "import asyncio\nasync def cellfn():\n    time.sleep(1)\n    await asyncio.sleep(0)\n",  # In[10]
             "import time\n%async_scan -q cellfn\n" + _dump(),  # In[11]
             "from appmod import app\n%async_scan -q app\n" + _dump(),  # In[12]
             "thing = 42\n%async_scan -q thing\n" + _dump(),  # In[13]: the folder wins over the name
@@ -215,7 +218,7 @@ def test_load_twice_and_reload(tmp_path: Path) -> None:
             "%reload_ext async_expert_ext",
             state,
             "%config AsyncExpert.ignore = ['AEX102']",
-            "%%async_scan -q\nimport time, requests\nasync def f():\n    time.sleep(1)\n    requests.get('u')\n",
+            "%%async_scan -q\nimport asyncio, time, requests\nasync def f():\n    time.sleep(1)\n    requests.get('u')\n    await asyncio.sleep(0)\n",
             _dump(),
         ],
         cwd=tmp_path,

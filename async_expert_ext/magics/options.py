@@ -33,16 +33,20 @@ class AsyncExpert(SingletonConfigurable):
 def current_settings(start: str | None = None, **flags: Any) -> Settings:
     """Settings for one magic run: flags > %config > pyproject > defaults.
 
+    A ``%config`` list option left at None defers to pyproject; set to ``[]`` it
+    clears pyproject's list (``%config AsyncExpert.ignore = []`` ignores nothing).
+
     Raises:
         async_expert_ext.errors.ConfigError: for invalid values.
     """
     base = load_pyproject(start)
     cfg = AsyncExpert.instance() if AsyncExpert.initialized() else None
     if cfg is not None:
+        # None means "not set here"; an explicit [] overrides pyproject's list
         base = base.merged(
-            select=cfg.select or None,
-            ignore=cfg.ignore or None,
-            extra_blocking=cfg.extra_blocking or None,
+            select=cfg.select,
+            ignore=cfg.ignore,
+            extra_blocking=cfg.extra_blocking,
             min_severity=cfg.severity or None,
             rule_severity=cfg.rule_severity or None,
             memory_file=cfg.memory_file,

@@ -553,18 +553,25 @@ def _display_report(report: ScanReport) -> None:
     display(report)
 
 
-def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, settings: Settings) -> None:
-    """The one call site of the memory file (``async_expert_ext.memory.record_analysis``)."""
-    if not enabled or settings.memory_file == "":
-        return
+def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, settings: Settings) -> Any:
+    """The one call site of the memory file (:func:`async_expert_ext.memory.record_analysis`).
+
+    ``--no-memory`` skips it; ``--memory PATH`` beats ``%config AsyncExpert.memory_file``
+    and ``[tool.async_expert] memory_file`` (both carried by ``settings``). Returns the
+    recall result, or None when nothing was recorded. Never raises: the memory file must
+    not cost the user their scan.
+    """
+    if not enabled:
+        return None
     try:
-        from ..memory import record_analysis  # type: ignore[attr-defined]
-    except ImportError:
-        return
+        from ..memory import record_analysis
+    except ImportError:  # pragma: no cover - the memory module ships with the package
+        return None
     try:
-        record_analysis(report, path=path or settings.memory_file)
-    except Exception as exc:  # the memory file must never cost the user their scan
+        return record_analysis(report, tool="%async_scan", target=report.target, path=path, settings=settings, start=os.getcwd())
+    except Exception as exc:
         print(f"async_scan: memory file not updated ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return None
 
 
 @magics_class
