@@ -254,6 +254,29 @@ def known_coroutine(name: str | None) -> bool:
     return meth in KNOWN_ASYNC_METHODS.get(typ, ())
 
 
+def unknown_receiver(func: ast.AST, ctx: FileContext) -> bool:
+    """True for ``recv.method`` when nothing is known about ``recv``'s type: an
+    untyped local or parameter, an untyped ``self.attr``, or an expression
+    (``conns[0]``, ``super()``). A receiver rooted at an import is known."""
+    if not isinstance(func, ast.Attribute):
+        return False
+    recv = func.value
+    if ctx.type_of(recv) is not None:
+        return False
+    root = recv
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    if not isinstance(root, ast.Name):
+        return True
+    if recv is root:
+        if root.id in ("self", "cls") and ctx._self_class(root.id):
+            return False  # self.method(): resolved to the class
+        return ctx.lookup(root.id) is None
+    if root.id in ("self", "cls") and ctx._self_class(root.id):
+        return True  # self.conn.ping() with an untyped self.conn
+    return ctx.lookup(root.id) is None
+
+
 def _is_task_factory(node: ast.AST, ctx: FileContext) -> tuple[bool, Confidence]:
     """Whether ``node`` is a call creating a task with no other strong reference
     (``asyncio.create_task``, ``ensure_future``, ``loop.create_task``; never a
@@ -263,7 +286,7 @@ def _is_task_factory(node: ast.AST, ctx: FileContext) -> tuple[bool, Confidence]
     name = call_name(node, ctx)
     if name in TASK_FACTORIES:
         return True, Confidence.HIGH
-    if name is None and isinstance(node.func, ast.Attribute) and node.func.attr == "create_task":
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "create_task" and unknown_receiver(node.func, ctx):
         recv = dotted_name(node.func.value) or ""
         if recv.rpartition(".")[2].lstrip("_").endswith("loop"):
             return True, Confidence.MEDIUM
@@ -555,10 +578,14 @@ class NeverAwaited(_RecordsFacts, Rule):
         if known_coroutine(name):
             self.report(ctx, call, callee=label, how=_BOOL_WORDS[how])
             return
+        meth = func.attr if isinstance(func, ast.Attribute) else ""
+        by_name = bool(meth) and unknown_receiver(func, ctx) and meth not in _COMMON_SYNC_NAMES
+        if by_name and meth.startswith("__") and meth not in ("__aenter__", "__aexit__"):
+            by_name = False
         if name is not None:
             if name.startswith(("builtins.", "asyncio.", "typing.", "functools.", "contextlib.")):
                 return
-            ctx.defer("never-awaited", self.code, name, call, how=how, label=label)
+            ctx.defer("never-awaited", self.code, name, call, how=how, label=label, method=meth if by_name else "")
             return
         if isinstance(func, ast.Name):
             if func.id in _coroutine_params(ctx):
@@ -573,10 +600,7 @@ class NeverAwaited(_RecordsFacts, Rule):
                     ),
                 )
             return
-        if isinstance(func, ast.Attribute):
-            meth = func.attr
-            if meth in _COMMON_SYNC_NAMES or (meth.startswith("__") and meth not in ("__aenter__", "__aexit__")):
-                return
+        if by_name:
             ctx.defer("never-awaited-method", self.code, meth, call, how=how, label=label)
 
 
@@ -597,6 +621,11 @@ def _finding_at(rule_cls: type[Rule], d: Deferred, *, confidence: Confidence | N
 @link_check("never-awaited")
 def _never_awaited(d: Deferred, program: Program) -> Iterable[Finding]:
     f = _local_func(program, d.target)
+    if f is None and d.data.get("method"):
+        # `self.conn.ping()`: nothing is known about self.conn; try the method name
+        return _never_awaited_method(
+            Deferred(**{**d.__dict__, "target": d.data["method"], "check": "never-awaited-method"}), program
+        )
     if not _is_coroutine_function(f):
         return ()
     assert f is not None
@@ -643,13 +672,15 @@ def _sink_args(call: ast.Call, ctx: FileContext) -> tuple[str, list[ast.expr]] |
     """``(sink name, callable arguments)`` when ``call`` takes a sync callable."""
     name = call_name(call, ctx)
     spec = SYNC_CALLBACK_SINKS.get(name or "")
-    if spec is None and name is None and isinstance(call.func, ast.Attribute):
+    if spec is None and isinstance(call.func, ast.Attribute) and unknown_receiver(call.func, ctx):
         meth = call.func.attr
+        recv = (dotted_name(call.func.value) or "").lower()
+        if "ioloop" in recv.replace("_", ""):
+            return None  # tornado's IOLoop runs coroutine callbacks itself
         if meth in _LOOP_SINK_METHODS:
             spec = (_LOOP_SINK_METHODS[meth], ())
             name = f"loop.{meth}"
         elif meth == "submit":
-            recv = (dotted_name(call.func.value) or "").lower()
             if "executor" in recv or "pool" in recv:
                 spec = ((0,), ("fn",))
                 name = "executor.submit"
@@ -936,7 +967,9 @@ class UnusedTaskVariable(Rule):
 # weak hints: tasks whose failure or end nobody observes
 
 #: uses of a stored task that observe its outcome
-_RETRIEVING_METHODS = frozenset({"add_done_callback", "result", "exception"})
+#: (``cancel`` counts: a task its owner cancels on shutdown is managed, the hint is
+#: about tasks nobody manages at all)
+_RETRIEVING_METHODS = frozenset({"add_done_callback", "result", "exception", "cancel"})
 
 
 def _parent_map(tree: ast.AST) -> dict[int, ast.AST]:
