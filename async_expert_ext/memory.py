@@ -182,7 +182,10 @@ _PRIVATE_KEY = re.compile(
     re.S,
 )
 _AUTH_HEADER = re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)[A-Za-z0-9._~+/=:-]{6,}")
-_AUTHORIZATION = re.compile(r"""(?i)(["']?(?:proxy-)?authorization["']?\s*[:=]\s*["']?)([^"'\s,;}]+)""")
+_AUTHORIZATION = re.compile(
+    r"""(?i)(["']?(?:proxy-)?authorization["']?\s*[:=]\s*[rbu]{0,2}(?P<q>["']))(?P<val>(?:(?!(?P=q)).)+)(?P=q)"""
+)
+_AUTHORIZATION_TEXT = re.compile(r"(?i)((?:proxy-)?authorization:[ \t]+)(?!(?:bearer|basic|token|digest)\b)([^\s\"',;}]+)")
 _URL_CREDS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^\s/@:'\"]*):([^\s/@'\"]+)@")
 _URL_TOKEN_USER = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([A-Za-z0-9_-]{20,})@")
 _QUOTED_VALUE = re.compile(
@@ -191,7 +194,7 @@ _QUOTED_VALUE = re.compile(
     (?P<q>["'])(?P<val>(?:(?!(?P=q)).)+)(?P=q)
     """
 )
-_BARE_VALUE = re.compile(r"(?i)(\b" + _SECRET_KEY + r"\s*[=:]\s*)(?![\"'\s])([^\s;&,'\")}\]]+)")
+_BARE_VALUE = re.compile(r"(?i)(\b" + _SECRET_KEY + r"\s*[=:]\s*)(?![\"'\s])([^\s;&,'\"(){}\[\]]+)")
 _KNOWN_TOKENS = re.compile(
     r"\b(?:sk-(?:proj-|live-|test-)?[A-Za-z0-9_-]{20,}"
     r"|sk_(?:live|test)_[A-Za-z0-9]{16,}"
@@ -227,6 +230,7 @@ def redact(text: str) -> str:
     out = _URL_CREDS.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@", out)
     out = _URL_TOKEN_USER.sub(lambda m: f"{m.group(1)}***@", out)
     out = _AUTHORIZATION.sub(_redact_authorization, out)
+    out = _AUTHORIZATION_TEXT.sub(lambda m: f"{m.group(1)}***", out)
     out = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
     out = _QUOTED_VALUE.sub(_redact_quoted, out)
     out = _BARE_VALUE.sub(_redact_bare, out)
@@ -235,10 +239,13 @@ def redact(text: str) -> str:
 
 
 def _redact_authorization(m: re.Match[str]) -> str:
-    value = m.group(2)
-    if value.lower() in ("bearer", "basic", "token", "digest") or value == "***":
+    value = m.group("val").strip()
+    scheme = value.split(None, 1)
+    if value.startswith("***") or "{" in value:  # done already, or an f-string placeholder
         return m.group(0)
-    return f"{m.group(1)}***"
+    if len(scheme) == 2 and scheme[0].lower() in ("bearer", "basic", "token", "digest"):
+        return m.group(0)  # the scheme is kept; _AUTH_HEADER replaces the credential
+    return f"{m.group(1)}***{m.group('q')}"
 
 
 def _redact_quoted(m: re.Match[str]) -> str:
@@ -796,10 +803,19 @@ def compute_recall(
     return result
 
 
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _unchanged(previous: MemoryEntry | None, findings: Sequence[Finding], headline: Mapping[str, Any] | None) -> bool:
     if previous is None:
         return False
-    if sorted(previous.keys()) != sorted(occurrence_keys(findings)):
+    before = sorted((str(d.get("key") or d.get("fingerprint")), str(d.get("path")), _int(d.get("line"))) for d in previous.findings)
+    now = sorted((k, f.path, f.line) for k, f in zip(occurrence_keys(findings), findings))
+    if before != now:  # a finding appeared, went away or moved to another line
         return False
     if headline or previous.runtime:
         a, b = headline or {}, previous.runtime or {}

@@ -24,6 +24,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 
 from .. import errors
+from ..memory import _int
 
 __all__ = ["AsyncMemoryMagics", "MemoryListing", "MAGICS"]
 
@@ -123,7 +124,7 @@ class MemoryListing:
                         "kind": d.get("kind", ""),
                         "severity": d.get("severity", ""),
                         "path": d.get("path", ""),
-                        "line": int(d.get("line") or 0),
+                        "line": _int(d.get("line")),
                         "symbol": d.get("symbol", ""),
                         "status": d.get("status", ""),
                         "first_seen": d.get("first_seen", ""),
