@@ -13,7 +13,7 @@ import pytest
 
 from kernel_helpers import CellResult, run_cells
 
-pytestmark = pytest.mark.kernel
+kernel = pytest.mark.kernel
 
 DUMP = "import json; print(json.dumps([[f.code, f.location] for f in {name}]))"
 
@@ -34,6 +34,7 @@ def _usage_error(cell: CellResult, fragment: str) -> None:
     assert fragment in cell.error.evalue, cell.error.evalue
 
 
+@kernel
 def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
     cells = run_cells(
         [
@@ -94,6 +95,7 @@ def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
     assert "--severity MIN" in cells[16].stdout and "%async_scan" in cells[16].stdout
 
 
+@kernel
 def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     (tmp_path / "svc.py").write_text(
         textwrap.dedent(
@@ -199,6 +201,7 @@ def test_paths_modules_names_and_apps(tmp_path: Path) -> None:
     assert _json(cells[14]) == [["AEX101", "pkg/a.py:4"], ["AEX101", "svc.py:5"], ["AEX101", "svc.py:10"], ["AEX120", "svc.py:11"]]
 
 
+@kernel
 def test_load_twice_and_reload(tmp_path: Path) -> None:
     state = (
         "from async_expert_ext.magics.options import AsyncExpert\n"
@@ -229,3 +232,123 @@ def test_load_twice_and_reload(tmp_path: Path) -> None:
     assert first[0] == 1 and first[-2:] == [True, True]
     # %config set after two reloads still reaches the (single) configurable
     assert _json(cells[8]) == [["AEX101", "In[8]:4"]]
+
+
+@kernel
+def test_namespace_seeds_quoting_and_memory_flags(tmp_path: Path) -> None:
+    cells = run_cells(
+        [
+            "%load_ext async_expert_ext",  # In[1]
+            # names the history cannot explain: only the live namespace knows them
+            "import asyncio, threading\nexec('import time as tt; import requests as rq')\n"
+            "globals()['client'] = rq.Session()\nglobals()['nap'] = tt.sleep\nglobals()['lk'] = threading.Lock()",  # In[2]
+            "%%async_scan -q\nasync def f():\n    tt.sleep(1)\n    client.post('http://example.invalid')\n"
+            "    nap(2)\n    lk.acquire()\n    await asyncio.sleep(0)\n",  # In[3]
+            _dump(),  # In[4]
+            "%%async_scan -q --memory 'mem dir/mem.md'\nimport asyncio\nasync def g():\n    await asyncio.sleep(0)\n",  # In[5]
+            "%%async_scan -q --no-memory --memory other.md\nx = 1\n",  # In[6]
+            "%async_scan -q --select 'AEX101, AEX102' -o picked",  # In[7]
+            _dump("picked"),  # In[8]
+        ],
+        cwd=tmp_path,
+    )
+    assert all(c.error is None for c in cells), [(c.source, c.error) for c in cells if c.error]
+    assert _json(cells[3]) == [["AEX101", "In[3]:3"], ["AEX102", "In[3]:4"], ["AEX101", "In[3]:5"], ["AEX109", "In[3]:6"]]
+    memory = tmp_path / "mem dir" / "mem.md"
+    assert memory.is_file() and "In[5]" in memory.read_text()
+    assert not (tmp_path / "other.md").exists()
+    # the session scan: the history cannot resolve tt/client/nap, the namespace can
+    assert _json(cells[7]) == []  # In[3] never ran, In[2] has no coroutine
+
+
+# -- helpers, without a kernel -----------------------------------------------------
+def test_namespace_seed_from_live_objects() -> None:
+    import functools
+    import os
+    import socket
+    import threading
+    import time as t
+
+    import requests
+
+    from async_expert_ext.magics.scan import namespace_seed
+
+    class Local:
+        pass
+
+    sess = requests.Session()
+    sock = socket.socket()
+    try:
+        seed = namespace_seed(
+            {
+                "t": t,
+                "nap": t.sleep,
+                "system": os.system,
+                "rget": requests.get,
+                "fetch": sess.get,
+                "part": functools.partial(t.sleep, 1),
+                "Session": requests.Session,
+                "sess": sess,
+                "sock": sock,
+                "lock": threading.Lock(),
+                "rlock": threading.RLock(),
+                "ev": threading.Event(),
+                "fh": open(os.devnull),
+                "n": 3,
+                "local": Local(),
+                "_hidden": t,
+                "In": [],
+            }
+        )
+    finally:
+        sock.close()
+    assert seed["aliases"] == {
+        "t": "time",
+        "nap": "time.sleep",
+        "system": "os.system",
+        "rget": "requests.get",
+        "fetch": "requests.Session.get",
+        "part": "time.sleep",
+        "Session": "requests.Session",
+    }
+    types = seed["types"]
+    assert types["sess"] == "requests.Session" and types["sock"] == "socket.socket"
+    assert types["lock"] == types["rlock"] == "threading.Lock" and types["ev"] == "threading.Event"
+    assert types["fh"] == "io.File"
+    assert "n" not in types and "local" not in types  # builtins and function-local classes carry nothing
+    assert "_hidden" not in seed["aliases"] and "In" not in seed["aliases"]
+
+
+def test_cell_python_keeps_line_numbers() -> None:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from async_expert_ext.magics.scan import cell_python
+
+    tm = TransformerManager().transform_cell
+    raw = "\n\nimport os\n!ls\nfiles = !ls\n%time x = 1\nos?\nasync def f():\n    await x\n"
+    out = cell_python(raw, tm)
+    assert out is not None
+    lines = out.split("\n")
+    assert lines[2] == "import os" and "system" in lines[3] and "getoutput" in lines[4] and lines[7] == "async def f():"
+    assert cell_python("%%time\nx = 1\n", tm) == "\nx = 1\n"
+    assert cell_python("%%bash\nls\n", tm) is None
+    assert cell_python("%%async_scan\nx = 1\n", tm) is None
+    assert cell_python("%time x = 1\ny = 2", None) == "pass\ny = 2"
+
+
+def test_resolve_target_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from async_expert_ext.errors import TargetNotFound
+    from async_expert_ext.magics.scan import resolve_target
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "json").mkdir()
+    ns = {"json": 1, "obj": type("O", (), {"attr": "value"})()}
+    assert resolve_target("json", ns) == ("path", "json")  # an existing path first
+    (tmp_path / "json").rmdir()
+    assert resolve_target("json", ns) == ("object", 1)  # then the namespace
+    assert resolve_target("obj.attr", ns) == ("object", "value")
+    assert resolve_target("json", {}) == ("module", "json")  # then a module
+    with pytest.raises(TargetNotFound, match="no file, name or module called 'nope_xyz'"):
+        resolve_target("nope_xyz", ns)
+    with pytest.raises(TargetNotFound, match="no file, name or module called 'obj.missing'"):
+        resolve_target("obj.missing", ns)

@@ -517,10 +517,17 @@ def resolve_target(arg: str, ns: Mapping[str, Any]) -> tuple[str, Any]:
 # ---------------------------------------------------------------------------
 # the magics
 # ---------------------------------------------------------------------------
+def _unquote(value: str | None) -> str | None:
+    """Drop one pair of surrounding quotes (IPython splits magic lines keeping them)."""
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
 def _split_keys(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
-    out = [v for raw in values for v in raw.replace(",", " ").split() if v]
+    out = [v for raw in values for v in (_unquote(raw) or "").replace(",", " ").split() if v]
     return out or None
 
 
@@ -619,6 +626,8 @@ class AsyncScanMagics(Magics):
                 args = magic_arguments.parse_argstring(self.async_scan, line)
             except (ValueError, SyntaxError) as exc:
                 raise errors.UsageError(f"cannot parse the arguments of %async_scan: {exc}") from None
+            args.target = [_unquote(t) or "" for t in args.target]
+            args.output, args.memory, args.severity = _unquote(args.output), _unquote(args.memory), _unquote(args.severity)
             if args.output is not None and (not args.output.isidentifier() or keyword.iskeyword(args.output)):
                 raise errors.UsageError(f"-o {args.output!r} is not a valid Python name")
             select, ignore = _split_keys(args.select), _split_keys(args.ignore)
