@@ -20,6 +20,7 @@ FAMILY = ("AEX2",)
 
 
 def scan(src: str, select: tuple[str, ...] = FAMILY):
+    compile(textwrap.dedent(src), "mod.py", "exec")  # a source that does not parse would pass vacuously
     return scan_source(textwrap.dedent(src), path="mod.py", notebook=False, module="mod", settings=Settings(select=select, cache=False))
 
 
