@@ -325,9 +325,11 @@ class BlockingDetector(Instrument):
         for r in self.rows:
             groups.setdefault((r["kind"], r["_file"], r["line"]), []).append(r)
         for (kind, fn, line), rows in groups.items():
+            if not fn:
+                continue  # no stack sample (C code holding the GIL): the row stays in .blocking
             total = sum(r["duration_ms"] for r in rows)
             worst = max(r["duration_ms"] for r in rows)
-            where = session.where(fn, line) if fn else "an unknown line (no stack sample)"
+            where = session.where(fn, line)
             what = "ran CPU-bound code" if kind == "cpu-bound-in-async" else "blocked"
             session.add_finding(
                 kind,

@@ -116,8 +116,10 @@ def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding
             rs = confirmed.get(id(st))
             if rs:
                 cost = "; ".join(dict.fromkeys(_cost(r) for r in rs))
+                worst = max([st, *rs], key=lambda f: f.severity.rank).severity
                 out.append(
                     st.replace(
+                        severity=worst,
                         message=f"{st.message} (confirmed at runtime: {cost})",
                         extra={
                             **st.extra,

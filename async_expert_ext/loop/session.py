@@ -107,22 +107,33 @@ class _TaskTable:
         self.by_id[key] = row
 
         def _gone(_ref: weakref.ref, key: int = key, row: dict[str, Any] = row) -> None:
+            # The cyclic GC clears weak references *before* it runs finalizers, and a
+            # task's finalizer is what reports "never retrieved" / "destroyed but
+            # pending": keep the row findable by id (lookup() checks the coroutine).
             row["_collected"] = True
-            if self.by_id.get(key) is row:
-                del self.by_id[key]
-                self.refs.pop(key, None)
+            self.refs.pop(key, None)
 
         self.refs[key] = weakref.ref(task, _gone)
 
     def lookup(self, task: Any) -> dict[str, Any] | None:
-        return self.by_id.get(id(task)) if task is not None else None
+        if task is None:
+            return None
+        row = self.by_id.get(id(task))
+        if row is not None and row.get("_collected"):
+            try:
+                coro = task.get_coro()
+            except Exception:
+                return None
+            if getattr(coro, "__qualname__", type(coro).__name__) != row["coro"]:
+                return None
+        return row
 
     def alive(self) -> list[tuple[asyncio.Task, dict[str, Any]]]:
         out = []
         for key, ref in list(self.refs.items()):
             task = ref()
             if task is not None:
-                out.append((task, self.by_id[key]))
+                out.append((task, self.by_id[key]))  # refs and by_id share keys while alive
         return out
 
 
@@ -481,7 +492,7 @@ class ProfileSession:
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()
         # instruments see the end state while still active (pending tasks, await stacks)
-        for inst in self.instruments:
+        for inst in reversed(self.instruments):  # the stall timer stops before the others' gc.collect()
             if inst.enabled and hasattr(inst, "before_uninstall"):
                 self.call(inst, "before_uninstall")
         self.active = False
