@@ -80,7 +80,7 @@ def json_findings(out: str) -> list[tuple[str, str, int]]:
 
 
 def test_findings_exit_1_and_text_lists_them(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "scan", "bad.py")
+    code, out, err = run_cli(capsys, "scan", "bad.py", "--no-memory")
     assert code == 1
     assert "bad.py:13 [AEX101 blocking-call-in-async]" in out
     assert "bad.py:14 [AEX102 blocking-call-in-async]" in out
@@ -172,7 +172,7 @@ def test_scan_does_not_import_pandas_or_ipython(project: Path) -> None:
     code = (
         "import sys\n"
         "from async_expert_ext.cli import main\n"
-        "rc = main(['scan', 'bad.py', '--format', 'sarif', '--exit-zero'])\n"
+        "rc = main(['scan', 'bad.py', '--format', 'sarif', '--exit-zero', '--no-memory'])\n"
         "heavy = sorted(m for m in ('pandas', 'IPython', 'ipywidgets', 'numpy') if m in sys.modules)\n"
         "sys.stderr.write(repr(heavy))\n"
     )
@@ -196,8 +196,11 @@ def test_select_ignore_and_severity(project: Path, capsys: pytest.CaptureFixture
     assert ("AEX105", "blocking-call-in-async", 15) not in json_findings(out)
 
 
-def test_ignore_everything_is_clean(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run_cli(capsys, "scan", "bad.py", "--ignore", "blocking-call-in-async")
+def test_ignore_by_kind_leaves_it_clean(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "sleepy.py").write_text("import asyncio, time\n\nasync def f():\n    await asyncio.sleep(0)\n    time.sleep(1)\n")
+    code, out, _ = run_cli(capsys, "scan", "sleepy.py", "--format", "json")
+    assert code == 1 and json_findings(out) == [("AEX101", "blocking-call-in-async", 5)]
+    code, out, _ = run_cli(capsys, "scan", "sleepy.py", "--ignore", "blocking-call-in-async")
     assert code == 0
     assert "No async problems found." in out
 
@@ -275,7 +278,7 @@ def test_notebook_target(project: Path, capsys: pytest.CaptureFixture[str]) -> N
         "cells": [
             {"cell_type": "markdown", "source": "# title", "metadata": {}},
             {"cell_type": "code", "source": ["%load_ext autoreload\n", "import time\n"], "metadata": {}, "outputs": [], "execution_count": 1},
-            {"cell_type": "code", "source": "async def f():\n    time.sleep(1)\n", "metadata": {}, "outputs": [], "execution_count": 2},
+            {"cell_type": "code", "source": "async def f():\n    time.sleep(1)\n    await f()\n", "metadata": {}, "outputs": [], "execution_count": 2},
         ],
         "metadata": {},
         "nbformat": 4,
@@ -384,29 +387,36 @@ def test_jobs_flag_gives_identical_results(project: Path, capsys: pytest.Capture
 
 
 def test_memory_hook(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
+    """The scan hands its report to memory.record_analysis (unless --no-memory),
+    shows its one-line summary on stderr, and survives a broken memory module."""
+    import async_expert_ext.memory as memory
 
-    calls: list[tuple] = []
-    fake = types.ModuleType("async_expert_ext.memory")
+    calls: list[dict] = []
 
-    def record_analysis(report, path=None):  # noqa: ANN001 - the shape memory.py exposes
-        calls.append((len(report.findings), path))
+    class Recall:
+        warnings: list[str] = []
 
-    fake.record_analysis = record_analysis  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "async_expert_ext.memory", fake)
-    import async_expert_ext
+        def summary(self) -> str:
+            return "memory: recorded"
 
-    monkeypatch.setattr(async_expert_ext, "memory", fake, raising=False)
-    run_cli(capsys, "scan", "bad.py", "--memory", "notes.md")
-    assert calls and calls[-1][1] == "notes.md" and calls[-1][0] >= 3
+    def record_analysis(report, *, tool=None, target=None, path=None, settings=None, **kw):  # noqa: ANN001, ANN003 - memory.py's shape
+        calls.append({"findings": len(report.findings), "tool": tool, "path": path, **kw})
+        return Recall()
+
+    monkeypatch.setattr(memory, "record_analysis", record_analysis)
+    code, out, err = run_cli(capsys, "scan", "bad.py", "--memory", "notes.md", "--format", "json")
+    assert code == 1 and json.loads(out)["findings"]
+    assert len(calls) == 1 and calls[0]["path"] == "notes.md" and calls[0]["findings"] >= 3
+    assert calls[0]["tool"] == "async-expert scan"
+    assert err.strip() == "async-expert: memory: recorded"
     calls.clear()
-    run_cli(capsys, "scan", "bad.py", "--no-memory")
-    assert calls == []
+    code, _, err = run_cli(capsys, "scan", "bad.py", "--no-memory")
+    assert calls == [] and err == ""
 
-    def broken(report, path=None):  # noqa: ANN001
+    def broken(report, **kw):  # noqa: ANN001, ANN003
         raise OSError("disk full")
 
-    fake.record_analysis = broken  # type: ignore[attr-defined]
+    monkeypatch.setattr(memory, "record_analysis", broken)
     code, out, err = run_cli(capsys, "scan", "bad.py", "--format", "json")
     assert code == 1 and json.loads(out)["findings"]
     assert "memory file not updated: disk full" in err

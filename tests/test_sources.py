@@ -19,7 +19,7 @@ from async_expert_ext.scan import sources
 from async_expert_ext.scan.runner import scan_paths
 from async_expert_ext.scan.sources import decode_source, iter_python_files, module_name_for
 
-BLOCKING = "import time\n\nasync def handler():\n    time.sleep(1)\n"
+BLOCKING = "import time\n\nasync def handler():\n    time.sleep(1)\n    await handler()\n"
 NOCACHE = Settings(cache=False, jobs=1)
 
 
@@ -284,7 +284,7 @@ def test_notebook_cells_linked_in_order_and_bad_notebook_noted(tmp_path: Path) -
     nb = {"cells": [
         {"cell_type": "code", "source": "import time\n%matplotlib inline\n", "metadata": {}, "outputs": []},
         {"cell_type": "code", "source": "%%bash\necho hi\n", "metadata": {}, "outputs": []},
-        {"cell_type": "code", "source": "async def f():\n    time.sleep(1)\n", "metadata": {}, "outputs": []},
+        {"cell_type": "code", "source": "async def f():\n    time.sleep(1)\n    await f()\n", "metadata": {}, "outputs": []},
     ], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     (tmp_path / "nb.ipynb").write_text(json.dumps(nb))
     (tmp_path / "bad.ipynb").write_text("{not json")

@@ -151,10 +151,12 @@ def render(report: ScanReport, fmt: str) -> str:
 
 
 def record_memory(report: ScanReport, settings: Settings) -> str | None:
-    """Memory-file hook: hand the report to ``async_expert_ext.memory.record_analysis``
-    when that module exists and memory is not turned off (``--no-memory`` or
-    ``memory_file = ""``). Returns a one-line note when recording failed, else None.
-    Never raises: the scan result matters more than the memory file."""
+    """Memory-file hook: record the scan with :func:`async_expert_ext.memory.record_analysis`
+    unless memory is turned off (``--no-memory`` or ``memory_file = ""``).
+
+    Returns the line(s) to show: where the entry was written with the new /
+    seen-before / fixed counts (``RecallResult.summary()``), or why it was not
+    written. Never raises: the scan result matters more than the memory file."""
     if settings.memory_file == "":
         return None
     try:
@@ -165,19 +167,30 @@ def record_memory(report: ScanReport, settings: Settings) -> str | None:
     if fn is None:
         return None
     import inspect
+    import warnings
 
-    kwargs: dict[str, Any] = {}
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
+    offered: dict[str, Any] = {"tool": "async-expert scan", "target": report.target, "settings": settings}
+    kwargs: dict[str, Any] = {k: v for k, v in offered.items() if k in params}
     if settings.memory_file and "path" in params:
         kwargs["path"] = settings.memory_file
+    quiet = getattr(memory, "MemoryWarning", None)
     try:
-        fn(report, **kwargs)
+        with warnings.catch_warnings():
+            if quiet is not None:
+                warnings.simplefilter("ignore", quiet)  # shown below, one line each
+            result = fn(report, **kwargs)
     except Exception as exc:  # noqa: BLE001 - a broken memory file must not fail the scan
         return f"memory file not updated: {exc}"
-    return None
+    summary = getattr(result, "summary", None)
+    if summary is None:
+        return None
+    lines = [summary()]
+    lines.extend(f"warning: {w}" for w in getattr(result, "warnings", []) if "not written" not in w)
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     sys.stdout.flush()
     note = record_memory(report, settings)
-    if note:
+    if note and note.startswith("memory:") and args.format == "text":
+        print(note)  # part of the text report: where the memory entry went
+    elif note:
         print(f"async-expert: {note}", file=sys.stderr)
     if report.findings and not args.exit_zero:
         return 1

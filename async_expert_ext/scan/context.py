@@ -14,6 +14,7 @@ interprocedural findings (:class:`~async_expert_ext.scan.link.FuncFacts`).
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import re
 from dataclasses import dataclass, field
@@ -394,6 +395,24 @@ class FileContext:
     def funcs_top(self) -> dict[str, Any]:
         return self._top_funcs
 
+    def mentions(self, node: ast.AST, word: str) -> bool:
+        """True when some source line of ``node`` (``lineno`` to ``end_lineno``)
+        contains ``word``: a cheap pre-check before walking a subtree a second time
+        (``ctx.mentions(fn_node, "raise")`` before looking for ``raise`` nodes).
+        False means the subtree surely has no such token; True means it may."""
+        index = self.__dict__.setdefault("_mention_index", {})
+        lines = index.get(word)
+        if lines is None:
+            # split on "\n" only: str.splitlines also splits on form feeds and the
+            # like, which would shift the numbers away from ast's line numbers
+            lines = index[word] = [i for i, text in enumerate(self.source.split("\n"), 1) if word in text]
+        if not lines:
+            return False
+        start = getattr(node, "lineno", 0)
+        end = getattr(node, "end_lineno", None) or start
+        i = bisect.bisect_left(lines, start)
+        return i < len(lines) and lines[i] <= end
+
     def enter_function(self, node: ast.AST) -> Scope:
         outer = self.scope
         if isinstance(node, ast.Lambda):
@@ -430,7 +449,9 @@ class FileContext:
             params=params,
             class_name=class_name,
         )
-        is_gen = _is_generator(node) if not isinstance(node, ast.Lambda) else False
+        is_gen = False
+        if not isinstance(node, ast.Lambda) and self.mentions(node, "yield"):
+            is_gen = _is_generator(node)
         scope.facts = self._new_facts(qualname, node, is_async, is_gen, params)
         if outer.kind not in ("module", "class"):
             # a nested def is callable by name from the enclosing function
@@ -622,6 +643,45 @@ def _bind_module(ctx: FileContext, target: ast.AST, value: ast.AST) -> None:
 Hook = Callable[[Any, FileContext], None]
 
 
+_HOOK_NAMES: dict[type, tuple[tuple[str, type], ...]] = {}
+
+
+def _hook_names(cls: type) -> tuple[tuple[str, type], ...]:
+    """``(attribute, ast node type)`` of the ``visit_*``/``leave_*`` hooks of a rule class (memoised)."""
+    try:
+        return _HOOK_NAMES[cls]
+    except KeyError:
+        pass
+    out = []
+    for attr in dir(cls):
+        if attr.startswith("visit_") or attr.startswith("leave_"):
+            node_type = getattr(ast, attr[6:], None)
+            if isinstance(node_type, type) and issubclass(node_type, ast.AST):
+                out.append((attr, node_type))
+    _HOOK_NAMES[cls] = tuple(out)
+    return _HOOK_NAMES[cls]
+
+
+#: Node types with no children that no rule needs to be told about: the walk does
+#: not descend into them unless a rule has a hook for one of them.
+_LEAF_BASES = (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+_LEAF_FIELDS = frozenset({"ctx", "op", "ops"})
+#: fields that never hold nodes
+_SCALAR_FIELDS = frozenset({"id", "name", "attr", "arg", "asname", "module", "level", "type_comment", "kind", "conversion", "is_async", "tag"})
+_CHILD_FIELDS: dict[tuple[type, bool], tuple[str, ...]] = {}
+
+
+def _child_fields(t: type, skip_leaves: bool) -> tuple[str, ...]:
+    key = (t, skip_leaves)
+    fields = _CHILD_FIELDS.get(key)
+    if fields is None:
+        drop = _SCALAR_FIELDS | (_LEAF_FIELDS if skip_leaves else frozenset())
+        if t is ast.Constant or t is ast.MatchSingleton:
+            drop = drop | {"value"}
+        fields = _CHILD_FIELDS[key] = tuple(f for f in t._fields if f not in drop)
+    return fields
+
+
 class Dispatch:
     """``visit_<Node>``/``leave_<Node>``/``finish`` hooks of the enabled rules, by node type."""
 
@@ -631,13 +691,9 @@ class Dispatch:
         self.leave: dict[type, list[Hook]] = {}
         self.finish: list[Callable[[FileContext], None]] = []
         for r in self.rules:
-            for attr in dir(type(r)):
-                if attr.startswith("visit_") or attr.startswith("leave_"):
-                    node_type = getattr(ast, attr[6:], None)
-                    if node_type is None:
-                        continue
-                    table = self.enter if attr.startswith("visit_") else self.leave
-                    table.setdefault(node_type, []).append(getattr(r, attr))
+            for attr, node_type in _hook_names(type(r)):
+                table = self.enter if attr.startswith("visit_") else self.leave
+                table.setdefault(node_type, []).append(getattr(r, attr))
             fin = getattr(r, "finish", None)
             if fin is not None:
                 self.finish.append(fin)
@@ -650,7 +706,16 @@ def walk_file(ctx: FileContext, dispatch: Dispatch) -> FileResult:
     """Walk ``ctx.tree`` once, dispatching to the rules; return the file's result."""
     enter, leave = dispatch.enter, dispatch.leave
     parents = ctx.parents
-    iter_children = ast.iter_child_nodes
+    AST = ast.AST
+    # ctx/operator leaves carry nothing a rule needs, unless a rule hooks one of them
+    skip_leaves = not any(issubclass(nt, _LEAF_BASES) for nt in (*enter, *leave))
+    field_cache: dict[type, tuple[str, ...]] = {}
+
+    def fields_of(t: type) -> tuple[str, ...]:
+        fields = field_cache.get(t)
+        if fields is None:
+            fields = field_cache[t] = _child_fields(t, skip_leaves)
+        return fields
 
     def visit(node: ast.AST) -> None:
         t = type(node)
@@ -714,14 +779,27 @@ def walk_file(ctx: FileContext, dispatch: Dispatch) -> FileResult:
                 q = ctx.resolve(node.func)  # type: ignore[attr-defined]
                 if q and not q.startswith("builtins."):
                     fn.facts.calls.append((q, node.lineno))  # type: ignore[attr-defined]
-        _run(enter.get(t), node)
+        hooks = enter.get(t)
+        if hooks:
+            for h in hooks:
+                h(node, ctx)
         visit_children(node)
-        _run(leave.get(t), node)
+        hooks = leave.get(t)
+        if hooks:
+            for h in hooks:
+                h(node, ctx)
 
     def visit_children(node: ast.AST) -> None:
+        # ast.iter_child_nodes, without its generator overhead and the leaves
         parents.append(node)
-        for child in iter_children(node):
-            visit(child)
+        for name in fields_of(type(node)):
+            v = getattr(node, name, None)
+            if type(v) is list:
+                for item in v:
+                    if isinstance(item, AST):
+                        visit(item)
+            elif isinstance(v, AST):
+                visit(v)
         parents.pop()
 
     def visit_in(owner: ast.AST, child: ast.AST) -> None:
