@@ -40,6 +40,7 @@ from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext
 from ..link import Deferred, FuncFacts, Program
 from ..registry import Rule, link_check, refiner, rule
+from .blocking import call_name
 
 FASTAPI_ASYNC = "https://fastapi.tiangolo.com/async/"
 FASTAPI_LIFESPAN = "https://fastapi.tiangolo.com/advanced/events/"
@@ -218,17 +219,28 @@ class _FastAPIRule(Rule):
         return _state(ctx).owner is self and uses_framework(ctx)
 
     # -- collection (owner only) -----------------------------------------------
+    # Roles are collected in files that import the framework; the notes a dependency,
+    # background task or helper module needs (yield shape, clients created, sync
+    # sessions, ContextVar use) in every file, since those may live in modules that
+    # never import fastapi.
     def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
-        if self._owns(ctx):
-            _collect_function(ctx, node)
+        if _state(ctx).owner is self:
+            gated = uses_framework(ctx)
+            if gated:
+                _collect_function(ctx, node)
+            _function_notes(ctx, node, gated)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        if self._owns(ctx):
-            _collect_function(ctx, node)
+        if _state(ctx).owner is self:
+            gated = uses_framework(ctx)
+            if gated:
+                _collect_function(ctx, node)
+            _function_notes(ctx, node, gated)
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
         if _state(ctx).owner is self:
             _collect_contextvar_use(ctx, node)
+            _call_notes(ctx, node)
             if uses_framework(ctx):
                 _collect_call(ctx, node)
 
@@ -249,6 +261,16 @@ class _FastAPIRule(Rule):
             and fn_facts is not None
         ):
             fn_facts.notes.setdefault("fastapi.disconnect", []).append(_site(ctx, node))
+
+
+def _passed_through(ctx: FileContext, value: ast.AST | None) -> bool:
+    """True when ``value`` is a parameter of the enclosing function: a framework or wrapper
+    forwarding its caller's argument (``APIRouter(on_startup=on_startup)``), not a use."""
+    fn = ctx.function
+    if fn is None or not isinstance(value, ast.Name) or isinstance(fn.node, ast.Module):
+        return False
+    args = fn.node.args  # type: ignore[attr-defined]
+    return value.id in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
 
 
 def _site(ctx: FileContext, node: ast.AST) -> tuple[int, int, int, str, str]:
@@ -394,7 +416,7 @@ class BaseHTTPMiddlewareUsage(_FastAPIRule):
         super().visit_Call(node, ctx)
         if not uses_framework(ctx) or not isinstance(node.func, ast.Attribute) or node.func.attr != "add_middleware" or not node.args:
             return
-        if (ctx.resolve(node.args[0]) or "") in _BASE_HTTP:
+        if (ctx.resolve(node.args[0]) or "") in _BASE_HTTP and not _passed_through(ctx, _kw(node, "dispatch")):
             self.report(ctx, node, what="`add_middleware(BaseHTTPMiddleware, ...)`")
 
 
@@ -510,7 +532,7 @@ class OnEventDeprecated(_FastAPIRule):
         q = ctx.resolve(func) or ""
         if q in _APP_TYPES:
             for k in node.keywords:
-                if k.arg in ("on_startup", "on_shutdown"):
+                if k.arg in ("on_startup", "on_shutdown") and not _passed_through(ctx, k.value):
                     self.report(ctx, k.value, what=f"`{q.rpartition('.')[2]}({k.arg}=...)`")
 
 
@@ -650,9 +672,8 @@ def _route_of_decorator(ctx: FileContext, d: ast.AST) -> tuple[str, list[str]] |
 
 
 def _collect_function(ctx: FileContext, node: ast.AST) -> None:
-    """Roles from decorators and the signature's dependencies; shape notes."""
+    """Roles from decorators, the enclosing class and the signature's dependencies."""
     scope = ctx.scope
-    facts = scope.facts
     qual = scope.qualname
     route: tuple[str, list[str]] | None = None
     for d in node.decorator_list:  # type: ignore[attr-defined]
@@ -687,15 +708,26 @@ def _collect_function(ctx: FileContext, node: ast.AST) -> None:
                 "fastapi", "AEX1500", dep, node, role="dependency",
                 route=route[0] if route else "", methods=route[1] if route else [], user=qual,
             )
+
+
+def _function_notes(ctx: FileContext, node: ast.AST, full: bool) -> None:
+    """Per-function linker notes: sync Session parameters of coroutines and the body
+    shape (``full``: awaits/loops/trivial; otherwise only a generator's yield shape)."""
+    scope = ctx.scope
+    facts = scope.facts
     if facts is None:
         return
-    # sync SQLAlchemy sessions injected into an async function
     if isinstance(node, ast.AsyncFunctionDef):
+        args = node.args
         for a in (*args.posonlyargs, *args.args, *args.kwonlyargs):
-            typ = scope.types.get(a.arg)
-            if typ in _SYNC_SESSION_TYPES:
+            if scope.types.get(a.arg) in _SYNC_SESSION_TYPES:
                 facts.notes.setdefault("fastapi.sync_session", []).append((*_site(ctx, a), f"parameter `{a.arg}: Session`"))
-    facts.notes["fastapi.shape"] = [_shape(ctx, node)]
+    if full:
+        facts.notes["fastapi.shape"] = [_shape(ctx, node)]
+    elif facts.is_generator:
+        y = _yield_shape(ctx, node)
+        if y is not None:
+            facts.notes["fastapi.shape"] = [{"yield": y}]
 
 
 def _lines(ctx: FileContext, node: ast.AST) -> dict[int, str]:
@@ -795,8 +827,9 @@ def _collect_call(ctx: FileContext, node: ast.Call) -> None:
     enclosing = fn.qualname if fn is not None else ""
     func = node.func
     attr = func.attr if isinstance(func, ast.Attribute) else ""
+    recv: ast.expr = func.value if isinstance(func, ast.Attribute) else func
     # --- routes added by call -------------------------------------------------
-    if attr in ("add_api_route", "add_route", "add_websocket_route", "add_api_websocket_route") and _is_app_object(ctx, func.value):  # type: ignore[union-attr]
+    if attr in ("add_api_route", "add_route", "add_websocket_route", "add_api_websocket_route") and _is_app_object(ctx, recv):
         path = _const_str(node.args[0]) if node.args else _const_str(_kw(node, "path"))
         target = _target_name(ctx, node.args[1] if len(node.args) > 1 else _kw(node, "endpoint") or _kw(node, "route"))
         if path is not None and target:
@@ -838,18 +871,24 @@ def _collect_call(ctx: FileContext, node: ast.Call) -> None:
         return
     # --- background tasks --------------------------------------------------------
     is_add_task = attr == "add_task" and (
-        (ctx.type_of(func.value) or "") in _BACKGROUND_CLS  # type: ignore[union-attr]
-        or "background" in ast.unparse(func.value).lower()  # type: ignore[union-attr]
-        or "tasks" in ast.unparse(func.value).lower()  # type: ignore[union-attr]
+        (ctx.type_of(recv) or "") in _BACKGROUND_CLS
+        or "background" in ast.unparse(recv).lower()
+        or "tasks" in ast.unparse(recv).lower()
     )
     if is_add_task or q in _BACKGROUND_ONE:
         target = _target_name(ctx, node.args[0] if node.args else _kw(node, "func"))
         if target:
             ctx.defer("fastapi", "AEX1500", target, node, role="background", route="", methods=[], user=enclosing)
         return
+
+
+def _call_notes(ctx: FileContext, node: ast.Call) -> None:
+    """Clients/engines created and sync sessions opened in a function (linker notes)."""
+    fn = ctx.function
     if fn is None or fn.facts is None:
         return
-    # --- clients and engines per call; sync sessions -----------------------------------
+    q = call_name(node, ctx) or ""
+    func = node.func
     what = _POOLED.get(q)
     if what and not _stored_for_reuse(ctx, node):
         fn.facts.notes.setdefault("fastapi.creates", []).append((*_site(ctx, node), what))
@@ -958,6 +997,8 @@ class _Analysis:
     findings: list[Finding] = field(default_factory=list)
     emitted: bool = False
     context: dict[str, tuple[_Role, tuple[str, ...]]] = field(default_factory=dict)
+    #: module names of the scan, longest first (for display names)
+    modules: tuple[str, ...] = ()
 
 
 _ROLE_RANK = {"endpoint": 0, "middleware": 1, "dependency": 2, "stream": 3, "background": 4}
@@ -969,6 +1010,7 @@ def _analysis(program: Program) -> _Analysis:
         return cached
     an = _Analysis()
     program._aex_fastapi = an  # type: ignore[attr-defined]
+    an.modules = tuple(sorted({r.module for r in program.results}, key=len, reverse=True))
     for r in program.results:
         for d in r.deferred:
             if d.check != "fastapi":
@@ -1038,7 +1080,7 @@ def _context_map(program: Program, an: _Analysis) -> dict[str, tuple[_Role, tupl
             out[q] = (role, ())
         for inner in nested_index.get(q, ()):
             if inner not in out and inner not in seed_names:
-                out[inner] = (role, (f"defined in `{_short(q)}`",))
+                out[inner] = (role, (f"defined in `{_name(an, q)}`",))
     # async helpers awaited from them (breadth first, any file of the scan)
     frontier = [(q, role, via) for q, (role, via) in out.items()]
     depth = 0
@@ -1052,7 +1094,7 @@ def _context_map(program: Program, an: _Analysis) -> dict[str, tuple[_Role, tupl
                 g = program.func(callee)
                 if g is None or not g.is_async or g.qualname in out:
                     continue
-                v = (*via, f"awaited from `{_short(q)}`")
+                v = (*via, f"awaited from `{_name(an, q)}`")
                 out[g.qualname] = (role, v)
                 nxt.append((g.qualname, role, v))
         frontier = nxt
@@ -1060,23 +1102,31 @@ def _context_map(program: Program, an: _Analysis) -> dict[str, tuple[_Role, tupl
     return out
 
 
+def _name(an: _Analysis, q: str) -> str:
+    """``q`` without its module: ``Class.method`` / ``func`` / ``outer.inner``."""
+    for m in an.modules:
+        if q.startswith(m + "."):
+            return q[len(m) + 1 :]
+    return _short(q)
+
+
 def _short(q: str) -> str:
     parts = q.split(".")
     return ".".join(parts[-2:]) if len(parts) > 2 else parts[-1]
 
 
-def _role_phrase(ro: _Role) -> str:
+def _role_phrase(an: _Analysis, ro: _Role) -> str:
     if ro.role == "endpoint":
-        return f"endpoint `{ro.label}`" if ro.route else f"endpoint `{_short(ro.target)}`"
+        return f"endpoint `{ro.label}`" if ro.route else f"endpoint `{_name(an, ro.target)}`"
     if ro.role == "dependency":
-        return f"dependency `{_short(ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
+        return f"dependency `{_name(an, ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
     if ro.role == "stream":
-        return f"StreamingResponse body `{_short(ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
+        return f"StreamingResponse body `{_name(an, ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
     if ro.role == "background":
-        return f"background task `{_short(ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
+        return f"background task `{_name(an, ro.target)}`" + (f" of `{' '.join([','.join(ro.methods), ro.route]).strip()}`" if ro.route else "")
     if ro.role == "middleware":
-        return f"HTTP middleware `{_short(ro.target)}`"
-    return f"`{_short(ro.target)}`"
+        return f"HTTP middleware `{_name(an, ro.target)}`"
+    return f"`{_name(an, ro.target)}`"
 
 
 @link_check("fastapi")
@@ -1142,7 +1192,7 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
         # the line inside the endpoint: the blocking call itself, or the call into the helper
         line = chain[0][2]
         lines = ro.data.get("lines") or {}
-        label = ro.label if ro.role == "endpoint" and ro.route else _short(q)
+        label = ro.label if ro.role == "endpoint" and ro.route else _name(an, q)
         yield SyncEndpointBlocking().make_finding(
             path=f.path,
             line=line,
@@ -1150,10 +1200,10 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
             snippet=lines.get(line, ""),
             message=SyncEndpointBlocking.message.format(role=ro.role, endpoint=label, call=chain[-1][3]),
             call_chain=tuple(f"{w} ({p}:{ln})" for _q, p, ln, w in chain),
-            extra={"fastapi": {"role": ro.role, "route": ro.route, "methods": ro.methods, "endpoint": _short(q), "blocking": chain[-1][3]}},
+            extra={"fastapi": {"role": ro.role, "route": ro.route, "methods": ro.methods, "endpoint": _name(an, q), "blocking": chain[-1][3]}},
         )
     # AEX1502: trivial sync endpoints competing with them
-    heavy_endpoints = [r.label or _short(q) for q, (r, _c) in heavy.items()]
+    heavy_endpoints = [r.label or _name(an, q) for q, (r, _c) in heavy.items()]
     if heavy_endpoints:
         names = ", ".join(f"`{h}`" for h in heavy_endpoints[:3]) + (f" and {len(heavy_endpoints) - 3} more" if len(heavy_endpoints) > 3 else "")
         for q, roles in an.roles.items():
@@ -1172,13 +1222,13 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
                 line=f.line,
                 symbol=_symbol(program, f),
                 snippet=(ro.data.get("lines") or {}).get(f.line, ""),
-                message=TrivialSyncEndpoint.message.format(route=ro.label or _short(q), heavy=names)
+                message=TrivialSyncEndpoint.message.format(route=ro.label or _name(an, q), heavy=names)
                 + ("; a liveness/readiness probe that waits gets the process restarted" if probe else ""),
-                extra={"fastapi": {"role": "endpoint", "route": ro.route, "methods": ro.methods, "endpoint": _short(q), "competes_with": heavy_endpoints}},
+                extra={"fastapi": {"role": "endpoint", "route": ro.route, "methods": ro.methods, "endpoint": _name(an, q), "competes_with": heavy_endpoints}},
             )
     # middleware facts
     base_http = [ro for roles in an.roles.values() for ro in roles if ro.role == "middleware" and ro.data.get("base_http")]
-    mw_names = ", ".join(sorted({f"`{_short(ro.target)}`" for ro in base_http})) or ""
+    mw_names = ", ".join(sorted({f"`{_name(an, ro.target)}`" for ro in base_http})) or ""
     # AEX1503: ContextVar read after call_next
     for ro in base_http:
         f = program.funcs.get(ro.target)
@@ -1204,7 +1254,7 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
             evidence = ""
             if sets:
                 s = sets[0]
-                evidence = f" (it is set in `{_short(s[0])}` at {s[1]}:{s[2]}, which runs inside the endpoint's task)"
+                evidence = f" (it is set in `{_name(an, s[0])}` at {s[1]}:{s[2]}, which runs inside the endpoint's task)"
             var = ident.rpartition(".")[2]
             yield MiddlewareContextVar(severity=None).make_finding(
                 path=f.path,
@@ -1215,15 +1265,15 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
                 snippet=snippet,
                 confidence=Confidence.HIGH if sets else Confidence.MEDIUM,
                 message=MiddlewareContextVar.message.format(var=var, call_next=call_next, evidence=evidence),
-                call_chain=tuple(f"{_short(q)} sets {var} ({p}:{ln})" for q, p, ln in sets[:5]),
-                extra={"fastapi": {"middleware": _short(f.qualname), "contextvar": ident, "set_sites": [f"{p}:{ln}" for _q, p, ln in sets]}},
+                call_chain=tuple(f"{_name(an, q)} sets {var} ({p}:{ln})" for q, p, ln in sets[:5]),
+                extra={"fastapi": {"middleware": _name(an, f.qualname), "contextvar": ident, "set_sites": [f"{p}:{ln}" for _q, p, ln in sets]}},
             )
     # AEX1505/AEX1506: disconnect polling and streaming behind BaseHTTPMiddleware
     if base_http:
         for g in program.funcs.values():
             owner = _owning_endpoint(an, g.qualname)
             ctxrole = an.context.get(g.qualname)
-            route = owner.label if owner is not None else (_role_phrase(ctxrole[0]) if ctxrole else "")
+            route = owner.label if owner is not None else (_role_phrase(an, ctxrole[0]) if ctxrole else "")
             if owner is None and ctxrole is None:
                 continue
             for line, col, end, snippet, symbol in g.notes.get("fastapi.disconnect", ()):
@@ -1235,7 +1285,7 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
             for line, col, end, snippet, symbol in g.notes.get("fastapi.streaming", ()):
                 yield StreamingBehindMiddleware().make_finding(
                     path=g.path, line=line, col=col, end_line=end, symbol=symbol, snippet=snippet,
-                    message=StreamingBehindMiddleware.message.format(endpoint=route or _short(g.qualname), middleware=mw_names),
+                    message=StreamingBehindMiddleware.message.format(endpoint=route or _name(an, g.qualname), middleware=mw_names),
                     extra={"fastapi": {"route": route, "middleware": mw_names}},
                 )
     # AEX1508 / AEX1510 / AEX1511 / AEX1512: per role
@@ -1246,7 +1296,7 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
         ro = _first(roles, "endpoint", "dependency", "middleware")
         if ro is not None:
             role_word = "endpoint" if ro.role == "endpoint" else ro.role
-            label = ro.label if ro.role == "endpoint" and ro.route else _short(q)
+            label = ro.label if ro.role == "endpoint" and ro.route else _name(an, q)
             for line, col, end, snippet, symbol, what in f.notes.get("fastapi.creates", ()):
                 yield ClientPerRequest().make_finding(
                     path=f.path, line=line, col=col, end_line=end, symbol=symbol, snippet=snippet,
@@ -1266,7 +1316,7 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
         if dep is not None and y and not y["protected"] and y["cleanup"]:
             yield YieldDependencyCleanup().make_finding(
                 path=f.path, line=y["line"], col=y["col"], end_line=y["end_line"], symbol=_symbol(program, f), snippet=y["snippet"],
-                message=YieldDependencyCleanup.message.format(func=_short(q), cleanup=y["cleanup"]),
+                message=YieldDependencyCleanup.message.format(func=_name(an, q), cleanup=y["cleanup"]),
                 extra={"fastapi": {"role": "dependency", "route": dep.route}},
             )
         bg = _first(roles, "background")
@@ -1274,8 +1324,8 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
             work = "loop" if shape.get("loops") else "synchronous calls"
             yield BackgroundTaskOnLoop().make_finding(
                 path=f.path, line=f.line, symbol=_symbol(program, f), snippet="",
-                message=BackgroundTaskOnLoop.message.format(func=_short(q), work=work),
-                extra={"fastapi": {"role": "background", "route": bg.route, "added_at": f"{bg.path}:{bg.line}"}},
+                message=BackgroundTaskOnLoop.message.format(func=_name(an, q), work=work),
+                extra={"fastapi": {"role": "background", "route": bg.route, "methods": bg.methods, "added_at": f"{bg.path}:{bg.line}"}},
             )
 
 
@@ -1362,7 +1412,7 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
             target = Severity.WARNING if f.confidence == Confidence.LOW else Severity.CRITICAL
             if target.rank > sev.rank:
                 sev = target
-        phrase = _role_phrase(ro)
+        phrase = _role_phrase(an, ro)
         if role == "stream" and not via:
             prefix = f"{phrase}: "
         else:
@@ -1374,7 +1424,7 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
             "role": role,
             "route": ro.route,
             "methods": list(ro.methods),
-            "function": _short(ro.target),
+            "function": _name(an, ro.target),
             "via": list(via),
             "annotated_by": "AEX1500",
         }
@@ -1391,4 +1441,8 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
                 extra=extra,
             )
         )
+    # a background task whose blocking calls are already reported needs no AEX1511 too
+    named = {(f.path, f.symbol) for f in out if f.extra.get("fastapi", {}).get("role") == "background" and f.code != BackgroundTaskOnLoop.code}
+    if named:
+        out = [f for f in out if not (f.code == BackgroundTaskOnLoop.code and (f.path, f.symbol) in named)]
     return out
