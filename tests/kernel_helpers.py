@@ -19,12 +19,13 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-__all__ = ["CellError", "CellResult", "run_cells", "ensure_kernelspec", "KERNEL_NAME"]
+__all__ = ["KERNEL_NAME", "CellError", "CellResult", "ensure_kernelspec", "run_cells"]
 
 #: The kernelspec every kernel test runs.
 KERNEL_NAME = "python3"

@@ -10,7 +10,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from kernel_helpers import CellResult, run_cells
 
 kernel = pytest.mark.kernel
@@ -42,7 +41,7 @@ def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
             "import asyncio, time\nimport requests\nsess = requests.Session()",  # In[2]
             "def helper():\n    time.sleep(0.001)\n",  # In[3]
             # In[4]: line 1 is the magic line, so the body's lines are 2..8
-            "%%async_scan\n"
+            ("%%async_scan\n"
             "import pathlib\n"
             "pathlib.Path('ran.txt').write_text('the body ran')\n"
             "ran_marker = 1\n"
@@ -50,7 +49,7 @@ def test_cell_and_session_scans_and_bad_input(tmp_path: Path) -> None:
             "    time.sleep(1)\n"
             "    sess.get('http://example.invalid')\n"
             "    helper()\n"
-            "    await asyncio.sleep(0)\n",
+            "    await asyncio.sleep(0)\n"),
             _dump(),  # In[5]
             "import os; print(json.dumps([os.path.exists('ran.txt'), 'ran_marker' in dir(), 'fetch' in dir()]))",  # In[6]
             "async def tick():\n    !echo hi\n    %time x = 1\n    time.sleep(2)\n    await asyncio.sleep(0)\n",  # In[7]
@@ -240,10 +239,10 @@ def test_namespace_seeds_quoting_and_memory_flags(tmp_path: Path) -> None:
         [
             "%load_ext async_expert_ext",  # In[1]
             # names the history cannot explain: only the live namespace knows them
-            "import asyncio, threading\nexec('import time as tt; import requests as rq')\n"
-            "globals()['client'] = rq.Session()\nglobals()['nap'] = tt.sleep\nglobals()['lk'] = threading.Lock()",  # In[2]
-            "%%async_scan -q\nasync def f():\n    tt.sleep(1)\n    client.post('http://example.invalid')\n"
-            "    nap(2)\n    lk.acquire()\n    await asyncio.sleep(0)\n",  # In[3]
+            ("import asyncio, threading\nexec('import time as tt; import requests as rq')\n"
+            "globals()['client'] = rq.Session()\nglobals()['nap'] = tt.sleep\nglobals()['lk'] = threading.Lock()"),  # In[2]
+            ("%%async_scan -q\nasync def f():\n    tt.sleep(1)\n    client.post('http://example.invalid')\n"
+            "    nap(2)\n    lk.acquire()\n    await asyncio.sleep(0)\n"),  # In[3]
             _dump(),  # In[4]
             "%%async_scan -q --memory 'mem dir/mem.md'\nimport asyncio\nasync def g():\n    await asyncio.sleep(0)\n",  # In[5]
             "%%async_scan -q --no-memory --memory other.md\nx = 1\n",  # In[6]
@@ -278,6 +277,7 @@ def test_namespace_seed_from_live_objects() -> None:
 
     sess = requests.Session()
     sock = socket.socket()
+    fh = open(os.devnull)  # noqa: SIM115 - a live file object for the seed
     try:
         seed = namespace_seed(
             {
@@ -293,7 +293,7 @@ def test_namespace_seed_from_live_objects() -> None:
                 "lock": threading.Lock(),
                 "rlock": threading.RLock(),
                 "ev": threading.Event(),
-                "fh": open(os.devnull),
+                "fh": fh,
                 "n": 3,
                 "local": Local(),
                 "_hidden": t,
@@ -302,6 +302,7 @@ def test_namespace_seed_from_live_objects() -> None:
         )
     finally:
         sock.close()
+        fh.close()
     assert seed["aliases"] == {
         "t": "time",
         "nap": "time.sleep",

@@ -34,7 +34,8 @@ import keyword
 import os
 import sys
 import types
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
@@ -45,14 +46,14 @@ from ..config import Settings
 from ..model import KINDS, ScanReport
 
 __all__ = [
-    "AsyncScanMagics",
     "MAGICS",
-    "namespace_seed",
-    "session_cells",
-    "current_cell_number",
+    "AsyncScanMagics",
     "cell_python",
-    "runtime_type_name",
+    "current_cell_number",
+    "namespace_seed",
     "resolve_target",
+    "runtime_type_name",
+    "session_cells",
 ]
 
 #: Names IPython puts in every user namespace; never used as scan seeds.
@@ -206,7 +207,7 @@ def namespace_seed(ns: Mapping[str, Any]) -> dict[str, dict[str, str]]:
             t = runtime_type_name(type(value))
             if t:
                 typ[name] = t
-        except Exception:  # a namespace object with a hostile __getattr__
+        except Exception:  # noqa: BLE001, S112 - a namespace object with a hostile __getattr__
             continue
     return {"aliases": aliases, "types": typ}
 
@@ -253,7 +254,7 @@ def cell_python(raw: str, transform: Callable[[str], str] | None = None) -> str 
         return neutralise_magics(raw)
     try:
         out = transform(raw)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken third-party transformer: fall back
         return neutralise_magics(raw)
     raw_lines = raw.rstrip("\n").split("\n")
     lead = 0
@@ -480,7 +481,7 @@ def _lookup(ns: Mapping[str, Any], name: str) -> Any:
             return _MISSING
         try:
             obj = getattr(obj, part)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failing attribute means "no such name"
             return _MISSING
     return obj
 
@@ -547,17 +548,16 @@ def _check_keys(flag: str, keys: list[str] | None) -> None:
 
 
 def _display_report(report: ScanReport) -> None:
-    """Show a report: the widget renderer when the render package offers one."""
+    """Show a report through :func:`async_expert_ext.render.display_report` (the
+    widget view where a widget frontend runs, else one text/html + text/plain bundle)."""
     try:
-        from ..render import display_report  # type: ignore[attr-defined]
-    except ImportError:
-        display_report = None
-    if display_report is not None:
-        display_report(report)
-        return
-    from IPython.display import display
+        from ..render import display_report
+    except ImportError:  # pragma: no cover - an older render package
+        from IPython.display import display
 
-    display(report)
+        display(report)
+        return
+    display_report(report)
 
 
 def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, settings: Settings) -> Any:
@@ -576,7 +576,7 @@ def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, setti
         return None
     try:
         return record_analysis(report, tool="%async_scan", target=report.target, path=path, settings=settings, start=os.getcwd())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - never lose the scan to the memory file
         print(f"async_scan: memory file not updated ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
 
@@ -620,7 +620,7 @@ class AsyncScanMagics(Magics):
 
         The report is displayed, stored as `_async_scan` (and as NAME with -o).
         """
-        ip = self.shell
+        ip: Any = self.shell
         try:
             try:
                 args = magic_arguments.parse_argstring(self.async_scan, line)
@@ -656,7 +656,7 @@ class AsyncScanMagics(Magics):
     def _scan(self, targets: list[str], cell: str | None, settings: Settings) -> ScanReport:
         from ..scan.runner import scan_cells, scan_module, scan_paths
 
-        ip = self.shell
+        ip: Any = self.shell
         current = current_cell_number(ip)
         if cell is not None:
             if targets:
