@@ -582,7 +582,8 @@ def test_cli_scan_records_in_the_project_memory(project: Path) -> None:
     """`async-expert scan` writes the entry at the default location of its project."""
     app = project / "app.py"
     app.write_text(APP_V1)
-    code, out = _cli(["scan", "app.py"])
+    code, out = _cli(["scan", "app.py", "--select", "blocking-call-in-async"])
+    assert f"memory: wrote entry to {project / '.claude' / 'sub_agents_memory.md'}; 2 new, 0 seen before" in out
     assert code == 1
     path = project / ".claude" / "sub_agents_memory.md"
     _, entries, warns = mem.read_memory(path)
@@ -591,8 +592,21 @@ def test_cli_scan_records_in_the_project_memory(project: Path) -> None:
     assert sorted(d["line"] for d in entries[0].findings) == [5, 6]
     # --no-memory writes nothing more
     size = path.stat().st_size
-    _cli(["scan", "app.py", "--no-memory"])
+    _cli(["scan", "app.py", "--no-memory", "--select", "blocking-call-in-async"])
     assert path.stat().st_size == size
+
+
+def test_cli_scan_with_an_unwritable_memory_path_still_reports(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from async_expert_ext.cli import main
+
+    (project / "app.py").write_text(APP_V1)
+    (project / "blocker").write_text("x")
+    code = main(["scan", "app.py", "--select", "blocking-call-in-async", "--memory", "blocker/mem.md"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "app.py:5 [AEX101 blocking-call-in-async]" in out
+    assert err.startswith("async-expert: memory: not written (memory file ") and "blocker/mem.md" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_no_warnings_on_clean_round_trip(tmp_path: Path) -> None:

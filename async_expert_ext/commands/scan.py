@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     sys.stdout.flush()
     note = record_memory(report, settings)
-    if note and note.startswith("memory:") and args.format == "text":
+    if note and note.startswith("memory:") and not note.startswith("memory: not written") and args.format == "text":
         print(note)  # part of the text report: where the memory entry went
     elif note:
         print(f"async-expert: {note}", file=sys.stderr)
