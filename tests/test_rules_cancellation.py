@@ -345,3 +345,28 @@ def test_real_packages_scan_without_crash(package):
     assert report.files_scanned
     # these libraries handle cancellation deliberately: nothing to report
     assert [(f.path, f.line) for f in report.findings] == []
+
+
+def test_noreturn_helper_and_stored_exception_are_fine():
+    src = """
+    from typing import NoReturn
+
+    def fail(exc) -> NoReturn:
+        chain(exc)
+
+    class Nursery:
+        def _add_exc(self, exc):
+            self.errors.append(exc)
+
+        async def checkpoint(self, s):
+            try:
+                await s.checkpoint()
+            except BaseException as exc:
+                self._add_exc(exc)
+            try:
+                await s.checkpoint()
+            except BaseException as exc:
+                fail(exc)
+            await s.done()
+    """
+    assert hits(src) == set()

@@ -674,3 +674,17 @@ def test_module_receiver_is_never_matched_by_method_name():
         somelib.ping()
     """
     assert hits(src) == set()
+
+
+def test_unknown_receiver_must_be_named_like_the_owning_class():
+    src = """
+    class SSLStream:
+        async def renegotiate(self):
+            pass
+
+    def finish(outcome, stream):
+        outcome.renegotiate()
+        stream.renegotiate()
+    """
+    report = scan(src)
+    assert [(f.code, f.kind, f.line) for f in report.findings] == [("AEX201", "never-awaited", 8)]

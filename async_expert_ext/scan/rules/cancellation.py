@@ -156,11 +156,16 @@ def _keeps_exception(handler: ast.ExceptHandler) -> bool:
     for n in _walk_local(list(handler.body)):
         if isinstance(n, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and isinstance(n.value, ast.Name) and n.value.id == name:
             return True
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
-            if n.func.attr in ("append", "add", "set_exception", "put_nowait", "send", "throw", "extend"):
-                if any(isinstance(a, ast.Name) and a.id == name for a in n.args):
-                    return True
+        if isinstance(n, ast.Call) and any(isinstance(a, ast.Name) and a.id == name for a in n.args):
+            callee = (dotted_name(n.func) or "").rpartition(".")[2].lower()
+            if callee in ("send", "throw") or any(w in callee for w in _STORE_WORDS):
+                return True
     return False
+
+
+#: callee-name fragments of "keep this exception for later" (``errors.append(exc)``,
+#: ``self._add_exc(exc)``, ``fut.set_exception(exc)``, ``q.put_nowait(exc)``)
+_STORE_WORDS = ("append", "add", "extend", "store", "save", "record", "collect", "set_exc", "put", "push")
 
 
 def _handler_helpers(handler: ast.ExceptHandler, ctx: FileContext) -> list[str]:
@@ -233,18 +238,37 @@ def _record_raises(node: ast.AST, ctx: FileContext) -> None:
     fn = ctx.function
     if fn is None or fn.facts is None or fn.node is not node or "aex_raises" in fn.facts.notes:
         return
+    returns = getattr(node, "returns", None)
+    if returns is not None:
+        ann = ast.unparse(returns)
+        if ann.rpartition(".")[2].strip("'\"") in ("NoReturn", "Never"):
+            fn.facts.notes["aex_raises"] = [node.lineno]  # type: ignore[attr-defined]
+            return
     for n in _walk_local(list(getattr(node, "body", ()))):
         if isinstance(n, ast.Raise):
             fn.facts.notes["aex_raises"] = [n.lineno]
             return
 
 
+def _helper_raises(program: Program, q: str, depth: int = 3) -> bool:
+    """The helper raises, directly or through the functions it calls (up to
+    ``depth`` levels); an unknown helper is assumed to raise (stay quiet)."""
+    f = program.funcs.get(program.canonical(q))
+    if f is None or f.notes.get("aex_raises"):
+        return True
+    if depth <= 0:
+        return False
+    return any(
+        program.funcs.get(program.canonical(callee)) is not None and _helper_raises(program, callee, depth - 1)
+        for callee, _line in f.calls
+    )
+
+
 @link_check("cancel-helper")
 def _cancel_helper(d: Deferred, program: Program) -> Iterable[Finding]:
     """The handler hands the exception to helpers: quiet when one of them raises."""
     for q in d.data.get("helpers", ()):
-        f = program.funcs.get(program.canonical(q))
-        if f is None or f.notes.get("aex_raises"):
+        if _helper_raises(program, q):
             return ()  # it raises (or we cannot see it): assume it re-raises
     from ..registry import get_rule
 

@@ -191,6 +191,7 @@ def _stdlib_sync_method_names() -> frozenset[str]:
     import queue
     import re
     import socket
+    import ssl
     import subprocess
     import threading
     import logging
@@ -201,7 +202,7 @@ def _stdlib_sync_method_names() -> frozenset[str]:
         io.TextIOWrapper, io.BufferedReader, io.BytesIO, threading.Thread, threading.Event, threading.Condition,
         queue.Queue, subprocess.Popen, logging.Logger, concurrent.futures.Future, asyncio.Future, asyncio.Task,
         asyncio.AbstractEventLoop, asyncio.Queue, asyncio.Event, asyncio.Lock, asyncio.StreamWriter,
-        asyncio.Transport, asyncio.Protocol,
+        asyncio.Transport, asyncio.Protocol, ssl.SSLObject, ssl.SSLSocket, ssl.SSLContext,
     ]
     out: set[str] = set()
     for cls in classes:
@@ -640,12 +641,25 @@ def _never_awaited(d: Deferred, program: Program) -> Iterable[Finding]:
     )
 
 
+def _names_match(receiver: str, class_name: str) -> bool:
+    """``connection``/``conn``/``self._conn`` name a ``Connection``: the receiver's
+    last identifier and the class name contain one another (case and ``_`` ignored)."""
+    r = receiver.rpartition(".")[2].replace("_", "").lower()
+    c = class_name.replace("_", "").lower()
+    return len(r) >= 3 and (r in c or c in r)
+
+
 @link_check("never-awaited-method")
 def _never_awaited_method(d: Deferred, program: Program) -> Iterable[Finding]:
     coro, other = _method_index(program).get(d.target, (0, 0))
     if coro == 0 or other:
         return ()
     where = [f for q, f in program.funcs.items() if q.rpartition(".")[2] == d.target and _is_coroutine_function(f)]
+    # the receiver's name must point at one of the owning classes: `outcome.unwrap()`
+    # (a third-party Outcome) is not `SSLStream.unwrap`
+    receiver = str(d.data.get("label") or "").rpartition(".")[0]
+    if not any(_names_match(receiver, f.qualname.split(".")[-2]) for f in where if "." in f.qualname):
+        return ()
     owners = ", ".join(sorted(_short(f.qualname) for f in where)[:3])
     return (
         _finding_at(
