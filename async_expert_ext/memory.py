@@ -127,8 +127,9 @@ def resolve_memory_path(
 ) -> Path | None:
     """The memory file to use, or None when memory is turned off.
 
-    Precedence: ``path`` (a ``--memory`` flag or ``%config AsyncExpert.memory_file``,
-    passed by the caller) > the ``ASYNC_EXPERT_MEMORY`` environment variable >
+    Precedence: ``path`` (a ``--memory`` flag, passed by the caller) >
+    ``%config AsyncExpert.memory_file`` (read here when the extension is loaded) >
+    the ``ASYNC_EXPERT_MEMORY`` environment variable >
     ``settings.memory_file`` (``[tool.async_expert] memory_file``) > the default
     ``.claude/sub_agents_memory.md`` under the project root. An empty string at
     the winning level turns memory off (that is what ``--no-memory`` passes).
@@ -150,6 +151,9 @@ def resolve_memory_path(
     env = os.environ if environ is None else environ
     if path is not None:
         return _absolute(path, None)
+    configured_here = _ipython_config_path()
+    if configured_here is not None:
+        return _absolute(configured_here, None)
     if ENV_VAR in env:
         return _absolute(env[ENV_VAR], None)
     root = find_project_root(start)
@@ -157,6 +161,18 @@ def resolve_memory_path(
     if configured is not None:
         return _absolute(configured, root)
     return root / DEFAULT_RELATIVE_PATH
+
+
+def _ipython_config_path() -> str | None:
+    """``%config AsyncExpert.memory_file`` when the extension is loaded and it was set."""
+    import sys
+
+    options = sys.modules.get("async_expert_ext.magics.options")
+    cls = getattr(options, "AsyncExpert", None)
+    if cls is None or not cls.initialized():
+        return None
+    value = getattr(cls.instance(), "memory_file", None)
+    return value if isinstance(value, str) else None
 
 
 def _absolute(value: str | os.PathLike[str], base: Path | None) -> Path | None:

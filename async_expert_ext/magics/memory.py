@@ -140,14 +140,6 @@ class MemoryListing:
         return frame
 
 
-def _configured_path() -> str | None:
-    from .options import AsyncExpert
-
-    if AsyncExpert.initialized():
-        return AsyncExpert.instance().memory_file
-    return None
-
-
 @magics_class
 class AsyncMemoryMagics(Magics):
     """``%async_memory``: read the memory file."""
@@ -174,12 +166,14 @@ class AsyncMemoryMagics(Magics):
                 args = magic_arguments.parse_argstring(self.async_memory, line)
             except (ValueError, SyntaxError) as exc:
                 raise errors.UsageError(f"cannot parse the arguments of %async_memory: {exc}") from None
+            for name in ("target", "kind", "since", "path"):  # IPython keeps the quotes of "a b"
+                value = getattr(args, name)
+                if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                    setattr(args, name, value[1:-1])
             since = parse_since(args.since) if args.since else None
             path_arg = args.path
             if path_arg is not None and not path_arg.strip():
                 raise errors.UsageError("--path is empty: give the memory file to read")
-            if path_arg is None:
-                path_arg = _configured_path()
             path, entries, warnings = read_memory(path_arg, settings=load_pyproject(os.getcwd()))
             if path is None:
                 raise errors.UsageError("the memory file is turned off (empty memory_file); pass --path P")

@@ -575,7 +575,13 @@ def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, setti
     except ImportError:  # pragma: no cover - the memory module ships with the package
         return None
     try:
-        return record_analysis(report, tool="%async_scan", target=report.target, path=path, settings=settings, start=os.getcwd())
+        import warnings
+
+        from ..memory import MemoryWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MemoryWarning)  # summarised by the caller
+            return record_analysis(report, tool="%async_scan", target=report.target, path=path, settings=settings, start=os.getcwd())
     except Exception as exc:  # noqa: BLE001 - never lose the scan to the memory file
         print(f"async_scan: memory file not updated ({type(exc).__name__}: {exc})", file=sys.stderr)
         return None
@@ -649,9 +655,13 @@ class AsyncScanMagics(Magics):
         ip.user_ns["_async_scan"] = report
         if args.output:
             ip.user_ns[args.output] = report
-        _record_memory(report, enabled=not args.no_memory, path=args.memory, settings=settings)
+        recall = _record_memory(report, enabled=not args.no_memory, path=args.memory, settings=settings)
         if not args.quiet:
             _display_report(report)
+        if recall is not None and recall.status == "failed":
+            print(recall.summary(), file=sys.stderr)
+        elif recall is not None and recall.status != "off" and not args.quiet:
+            print(recall.summary())  # where the memory entry went; new / seen before / fixed
 
     def _scan(self, targets: list[str], cell: str | None, settings: Settings) -> ScanReport:
         from ..scan.runner import scan_cells, scan_module, scan_paths
