@@ -17,6 +17,7 @@ Only the standard library is imported here (pyinstrument and nest-asyncio2 lazil
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import re
@@ -108,22 +109,37 @@ def _fmt(session: ProfileSession, entries: Any) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 # blocking, slow callbacks, loop lag
 # ---------------------------------------------------------------------------
+class _TimedReady(collections.deque):
+    """The loop's ready queue, noting when each handle is taken: ``_run_once`` calls
+    ``self._ready.popleft()`` right before running each handle, so the time between
+    two pops (or a pop and the next ``select``) is the run time of one handle."""
+
+    def popleft(self) -> Any:
+        handle = collections.deque.popleft(self)
+        self.detector._next_handle(handle)  # type: ignore[attr-defined]
+        return handle
+
+
 class BlockingDetector(Instrument):
-    """Loop stalls past the threshold, with the user line that caused them.
+    """Handles that ran longer than the threshold, with the user line that caused them.
 
-    Mechanism (no ``set_debug``): the loop's selector ``select`` is wrapped on the
-    instance, so the time between two ``select`` calls is one busy stretch of the
-    loop (all callbacks of one iteration), timed with ``perf_counter`` and the loop
-    thread's CPU clock. A watchdog thread wakes every few ms; while a busy stretch is
-    older than a quarter of the threshold it samples the loop thread's stack with
-    ``sys._current_frames()``. A stretch longer than the threshold becomes a row of
-    ``LoopReport.blocking`` and ``LoopReport.callbacks``; its location is the user
-    line found in most samples. A heartbeat ``call_later`` every ``interval_ms``
-    gives the loop lag series. On loops without a Python selector (uvloop,
-    Proactor) late heartbeats delimit the stalls instead.
+    Mechanism (no ``set_debug``): the loop instance's ready queue is replaced by a
+    ``deque`` subclass whose ``popleft`` notes the start of each handle, and the
+    selector's ``select`` is wrapped to note the end of the last one; so every
+    handle (a callback or one step of a task) is timed with ``perf_counter``. A
+    watchdog thread wakes every few ms; while the current handle has run for more
+    than a quarter of the threshold, it samples the loop thread's stack with
+    ``sys._current_frames()`` and the thread's CPU clock. A handle longer than the
+    threshold becomes a row of ``LoopReport.blocking`` and ``LoopReport.callbacks``;
+    its location is the user line found in most samples (the innermost frame that is
+    not asyncio, this package, IPython, ipykernel, tornado, site-packages or the
+    stdlib), its kind ``cpu-bound-in-async`` when the thread was on CPU for at least
+    80% of the sampled time. A heartbeat ``call_later`` every ``interval_ms`` gives the
+    loop lag series. On loops without these internals (uvloop, Proactor) late
+    heartbeats delimit the stalls instead.
 
-    Cost: two clock reads per loop iteration plus a watchdog wake-up every
-    ``max(2 ms, min(interval/2, threshold/10))``.
+    Cost: one Python call and one clock read per handle, plus a watchdog wake-up every
+    ``max(2 ms, min(interval/2, threshold/10))`` (see ``bench/loop_overhead.py``).
     """
 
     name = "blocking"
@@ -142,27 +158,35 @@ class BlockingDetector(Instrument):
         self.lag: list[dict[str, Any]] = []
         self.samples: list[tuple[tuple[str, int, str], ...]] = []
         self.sample_tasks: list[str] = []
+        self.cpu_marks: list[tuple[float, float]] = []
         self.lock = threading.Lock()
         self.stretch = 0
+        self.current: Any = None
         self.busy_since = time.perf_counter()  # we are inside a callback right now
-        self.busy_cpu = time.thread_time()
+        try:
+            self.cpu_clock = time.pthread_getcpuclockid(self.tid)
+        except (AttributeError, OSError):
+            self.cpu_clock = None
         self.selector = None
+        self.ready = None
         self.mode = "heartbeat"
         selector = getattr(loop, "_selector", None)
         original = getattr(selector, "select", None)
-        if selector is not None and original is not None and "select" not in vars(selector):
+        ready = getattr(loop, "_ready", None)
+        if selector is not None and original is not None and "select" not in vars(selector) and type(ready) is collections.deque:
             this = self
 
             def select(timeout: Any = None) -> Any:
-                this._end_busy(time.perf_counter())
-                try:
-                    return original(timeout)
-                finally:
-                    this._begin_busy()
+                this._end_handle(time.perf_counter())
+                return original(timeout)
 
+            timed = _TimedReady(ready)
+            timed.detector = self  # type: ignore[attr-defined]
+            loop._ready = timed  # type: ignore[attr-defined]
+            self.ready = timed
             selector.select = select
             self.selector = selector
-            self.mode = "selector"
+            self.mode = "handles"
         self.expected = loop.time() + self.interval
         self.beat_handle = loop.call_later(self.interval, self._beat)
         self.stop_event = threading.Event()
@@ -170,23 +194,33 @@ class BlockingDetector(Instrument):
         self.thread.start()
 
     # loop thread --------------------------------------------------------
-    def _begin_busy(self) -> None:
-        self.busy_cpu = time.thread_time()
-        self.busy_since = time.perf_counter()
+    def _next_handle(self, handle: Any) -> None:
+        now = time.perf_counter()
+        since = self.busy_since
+        if since and now - since >= self.threshold:
+            self._end_handle(now)
+        else:
+            self.stretch += 1
+            if self.samples:
+                with self.lock:
+                    self.samples, self.sample_tasks, self.cpu_marks = [], [], []
+        self.current = handle
+        self.busy_since = now
 
-    def _end_busy(self, now: float) -> None:
+    def _end_handle(self, now: float) -> None:
         since = self.busy_since
         if not since:
             return
         self.busy_since = 0.0
+        handle, self.current = self.current, None
         with self.lock:
             self.stretch += 1
             samples, self.samples = self.samples, []
             tasks, self.sample_tasks = self.sample_tasks, []
+            cpu, self.cpu_marks = self.cpu_marks, []
         busy = now - since
         if busy >= self.threshold:
-            cpu = time.thread_time() - self.busy_cpu
-            self._record(since, busy, cpu, samples, tasks)
+            self._record(since, busy, cpu, samples, tasks, handle)
 
     def _beat(self) -> None:
         loop = self.loop
@@ -194,16 +228,15 @@ class BlockingDetector(Instrument):
         lag = max(0.0, now - self.expected)
         if len(self.lag) < _MAX_LAG_ROWS:
             self.lag.append({"t_s": self.session.now_s(), "lag_ms": lag * 1000.0})
-        if self.mode == "heartbeat":
-            # stalls are delimited by late heartbeats
+        if self.mode == "heartbeat":  # stalls are delimited by late heartbeats
             if lag >= self.threshold:
-                self._end_busy(time.perf_counter())
-            self._begin_busy()
+                self.busy_since = time.perf_counter() - lag
+                self._end_handle(time.perf_counter())
         self.expected = now + self.interval
         if self.session.active:
             self.beat_handle = loop.call_later(self.interval, self._beat)
 
-    def _record(self, since: float, busy: float, cpu: float, samples: list, tasks: list) -> None:
+    def _record(self, since: float, busy: float, cpu_marks: list, samples: list, tasks: list, handle: Any) -> None:
         s = self.session
         user_lines: Counter[tuple[str, int]] = Counter()
         on_stack: Counter[tuple[str, int]] = Counter()
@@ -237,7 +270,12 @@ class BlockingDetector(Instrument):
         else:
             fn, ln, count, share, stack = "", 0, 0, 0.0, ()
         task = Counter(t for t in tasks if t).most_common(1)
-        kind = "cpu-bound-in-async" if busy > 0 and cpu / busy >= 0.8 else "blocking-call-in-async"
+        task_name = task[0][0] if task else _handle_task(handle)
+        if len(cpu_marks) >= 2 and cpu_marks[-1][0] > cpu_marks[0][0]:
+            ratio = (cpu_marks[-1][1] - cpu_marks[0][1]) / (cpu_marks[-1][0] - cpu_marks[0][0])
+        else:
+            ratio = 0.0
+        kind = "cpu-bound-in-async" if ratio >= 0.8 else "blocking-call-in-async"
         row = {
             "start_s": since - s.t0,
             "duration_ms": busy * 1000.0,
@@ -247,12 +285,13 @@ class BlockingDetector(Instrument):
             "function": funcs.get((fn, ln), ""),
             "snippet": s.snippet(fn, ln) if fn else "",
             "kind": kind,
-            "cpu_ms": cpu * 1000.0,
+            "cpu_ms": min(1.0, ratio) * busy * 1000.0,
             "samples": len(samples),
             "share": share,
-            "task": task[0][0] if task else "",
+            "task": task_name,
             "stack": stack,
             "_file": fn,
+            "_callback": _handle_repr(handle),
             "_on_stack": [(s.label(f), line, c) for (f, line), c in on_stack.items()],
         }
         self.rows.append(row)
@@ -273,6 +312,8 @@ class BlockingDetector(Instrument):
                 continue
             stack = _frame_stack(frame)
             del frame
+            cpu = time.clock_gettime(self.cpu_clock) if self.cpu_clock is not None else 0.0
+            mark = (time.perf_counter(), cpu)
             task = current_tasks.get(loop)
             name = ""
             if task is not None:
@@ -284,14 +325,15 @@ class BlockingDetector(Instrument):
                 if self.stretch == stretch:
                     self.samples.append(stack)
                     self.sample_tasks.append(name)
+                    self.cpu_marks.append(mark)
 
     def expected_perf(self) -> float:
         # heartbeat mode: the stall started when the next beat was due
         return time.perf_counter() - max(0.0, self.loop.time() - self.expected)
 
     def before_uninstall(self, session: ProfileSession) -> None:
-        if self.mode == "selector" or self.busy_since:
-            self._end_busy(time.perf_counter())
+        if self.mode == "handles" or self.busy_since:
+            self._end_handle(time.perf_counter())
 
     def uninstall(self, session: ProfileSession) -> None:
         stop = getattr(self, "stop_event", None)
@@ -307,6 +349,10 @@ class BlockingDetector(Instrument):
             except AttributeError:
                 pass
             self.selector = None
+        if getattr(self, "ready", None) is not None:
+            if getattr(self.loop, "_ready", None) is self.ready:
+                self.loop._ready = collections.deque(self.ready)  # same handles, same order
+            self.ready = None
 
     def finish(self, session: ProfileSession, report: Any) -> None:
         report.lag_records = list(self.lag)
@@ -316,7 +362,7 @@ class BlockingDetector(Instrument):
                 {
                     "start_s": r["start_s"],
                     "duration_ms": r["duration_ms"],
-                    "callback": f"Task step: {r['task']}" if r["task"] else "callback",
+                    "callback": r["_callback"] or (f"Task step: {r['task']}" if r["task"] else "callback"),
                     "task": r["task"],
                     "location": r["location"],
                 }
@@ -355,6 +401,26 @@ class BlockingDetector(Instrument):
                     "lines_on_stack": sorted({(p, ln) for r in rows for p, ln, _c in r["_on_stack"]}),
                 },
             )
+
+
+def _handle_task(handle: Any) -> str:
+    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        try:
+            return f"{owner.get_name()} ({owner.get_coro().__qualname__})"
+        except Exception:
+            return owner.get_name()
+    return ""
+
+
+def _handle_repr(handle: Any) -> str:
+    if handle is None:
+        return ""
+    task = _handle_task(handle)
+    if task:
+        return f"Task step: {task}"
+    cb = getattr(handle, "_callback", None)
+    return getattr(cb, "__qualname__", None) or repr(cb)[:200]
 
 
 # ---------------------------------------------------------------------------

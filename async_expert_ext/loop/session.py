@@ -105,35 +105,35 @@ class _TaskTable:
         key = id(task)
         self.rows.append(row)
         self.by_id[key] = row
-
-        def _gone(_ref: weakref.ref, key: int = key, row: dict[str, Any] = row) -> None:
-            # The cyclic GC clears weak references *before* it runs finalizers, and a
-            # task's finalizer is what reports "never retrieved" / "destroyed but
-            # pending": keep the row findable by id (lookup() checks the coroutine).
-            row["_collected"] = True
-            self.refs.pop(key, None)
-
-        self.refs[key] = weakref.ref(task, _gone)
+        # No callback: the cyclic GC clears weak references *before* it runs
+        # finalizers, and a task's finalizer is what reports "never retrieved" /
+        # "destroyed but pending"; the row stays findable by id (lookup() then
+        # checks the coroutine's name, since ids are reused).
+        self.refs[key] = weakref.ref(task)
 
     def lookup(self, task: Any) -> dict[str, Any] | None:
         if task is None:
             return None
-        row = self.by_id.get(id(task))
-        if row is not None and row.get("_collected"):
-            try:
-                coro = task.get_coro()
-            except Exception:
-                return None
-            if getattr(coro, "__qualname__", type(coro).__name__) != row["coro"]:
-                return None
+        key = id(task)
+        row = self.by_id.get(key)
+        if row is not None:
+            ref = self.refs.get(key)
+            if ref is None or ref() is not task:
+                try:
+                    coro = task.get_coro()
+                except Exception:
+                    return None
+                if getattr(coro, "__qualname__", type(coro).__name__) != row["coro"]:
+                    return None
         return row
 
     def alive(self) -> list[tuple[asyncio.Task, dict[str, Any]]]:
         out = []
         for key, ref in list(self.refs.items()):
             task = ref()
-            if task is not None:
-                out.append((task, self.by_id[key]))  # refs and by_id share keys while alive
+            row = self.by_id.get(key)
+            if task is not None and row is not None and row["coro"] == getattr(task.get_coro(), "__qualname__", row["coro"]):
+                out.append((task, row))
         return out
 
 
@@ -206,6 +206,11 @@ class ProfileSession:
 
             instruments = default_instruments(self)
         self.instruments: list[Instrument] = list(instruments)
+        #: per hook, the instruments that override it (per-task hooks are hot paths)
+        self._hooked: dict[str, list[Instrument]] = {
+            hook: [i for i in self.instruments if getattr(type(i), hook) is not getattr(Instrument, hook)]
+            for hook in ("task_created", "task_done", "exception_handler")
+        }
         self.tasks = _TaskTable()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread_id = 0
@@ -341,8 +346,8 @@ class ProfileSession:
             "task_id": self._task_seq,
             "name": get_name() if get_name else repr(task),
             "coro": getattr(coro, "__qualname__", type(coro).__name__),
-            "created_at": self.where(frame.f_code.co_filename, frame.f_lineno) if frame else "",
-            "created_path": self.label(frame.f_code.co_filename) if frame else "",
+            "created_at": "",  # filled from _file/created_line at stop()
+            "created_path": "",
             "created_line": frame.f_lineno if frame else 0,
             "start_s": self.now_s(),
             "end_s": None,
@@ -356,7 +361,7 @@ class ProfileSession:
         }
         self.tasks.add(task, row)  # type: ignore[arg-type]
         task.add_done_callback(self._task_done)
-        for inst in self.instruments:
+        for inst in self._hooked["task_created"]:
             if inst.enabled:
                 self.call(inst, "task_created", task, row)
 
@@ -377,13 +382,13 @@ class ProfileSession:
             else:
                 row["state"] = "done"
         if self.active:
-            for inst in self.instruments:
+            for inst in self._hooked["task_done"]:
                 if inst.enabled:
                     self.call(inst, "task_done", task, row)
 
     # -- exception handler observation --------------------------------------
     def _exception_seen(self, context: dict[str, Any]) -> None:
-        for inst in self.instruments:
+        for inst in self._hooked["exception_handler"]:
             if inst.enabled:
                 self.call(inst, "exception_handler", context)
 
@@ -502,6 +507,10 @@ class ProfileSession:
         for inst in self.instruments:
             if inst.enabled:
                 self.call(inst, "finish", report)
+        for r in self.tasks.rows:
+            if r.get("_file"):
+                r["created_path"] = self.label(r["_file"])
+                r["created_at"] = f"{r['created_path']}:{r['created_line']}"
         report.task_records = [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.tasks.rows]
         findings = list(self._findings)
         if self.static:
