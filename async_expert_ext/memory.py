@@ -82,6 +82,7 @@ __all__ = [
     "parse_memory",
     "compute_recall",
     "record_analysis",
+    "record_quietly",
     "read_memory",
     "filter_entries",
     "pattern_stats",
@@ -1019,6 +1020,35 @@ def record_analysis(
         for f, k in zip(findings, occurrence_keys(findings)):
             result._keys.setdefault(_identity(f), k)
         return result
+
+
+def record_quietly(
+    report: Any,
+    *,
+    tool: str,
+    target: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    enabled: bool = True,
+    settings: Any = None,
+    start: str | os.PathLike[str] | None = None,
+) -> RecallResult | None:
+    """:func:`record_analysis` for call sites in magics and commands: returns None
+    when ``enabled`` is False (``--no-memory``), never raises, and issues no
+    :class:`MemoryWarning` (the problems are in ``result.warnings`` and in
+    ``result.summary()``, which the caller shows). Without ``settings`` the
+    project's ``pyproject.toml`` (upward from ``start``) is read."""
+    if not enabled:
+        return None
+    try:
+        if settings is None:  # the project's [tool.async_expert] memory_file
+            from .config import load_pyproject
+
+            settings = load_pyproject(start)
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", MemoryWarning)
+            return record_analysis(report, tool=tool, target=target, path=path, settings=settings, start=start)
+    except Exception as exc:  # noqa: BLE001 - the memory file must never cost the user the report
+        return RecallResult(path=None, status="failed", warnings=[f"memory file not updated: {type(exc).__name__}: {exc}"])
 
 
 def read_memory(

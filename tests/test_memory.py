@@ -609,6 +609,32 @@ def test_cli_scan_with_an_unwritable_memory_path_still_reports(project: Path, ca
     assert len(err.strip().splitlines()) == 1
 
 
+def test_cli_profile_records_runtime_measures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        "import asyncio, time\n\n"
+        "async def main():\n"
+        "    await asyncio.sleep(0.02)\n"
+        "    time.sleep(0.25)\n"
+        "    await asyncio.sleep(0.02)\n"
+    )
+    path = tmp_path / "m.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "async_expert_ext", "profile", "prog.py", "--no-profile", "--memory", str(path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"memory: wrote entry to {path}" in proc.stdout
+    _, entries, warns = mem.read_memory(path)
+    assert warns == []
+    assert [(e.tool, e.target) for e in entries] == [("async-expert profile", "prog.py")]
+    r = entries[0].runtime
+    assert r["worst_block_at"] == "prog.py:5" and r["worst_block_ms"] >= 200 and r["leaked_tasks"] == 0
+
+
 def test_no_warnings_on_clean_round_trip(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text(APP_V1)
     with warnings.catch_warnings():

@@ -83,3 +83,42 @@ def test_async_scan_writes_the_notebook_projects_memory(tmp_path: Path, monkeypa
     assert len(mem.read_memory(path)[1]) == 3
     assert "memory:" not in cells[10].stdout
     assert "kernel alive 2" in cells[11].stdout
+
+
+def test_loop_profile_records_runtime_measures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    monkeypatch.delenv(mem.ENV_VAR, raising=False)
+    body = (
+        "import asyncio, time\n"
+        "async def forever():\n"
+        "    await asyncio.sleep(3600)\n"
+        "leak = asyncio.get_running_loop().create_task(forever())\n"
+        "await asyncio.sleep(0.05)\n"
+        "time.sleep(0.3)\n"
+        "await asyncio.sleep(0.05)\n"
+    )
+    cells = run_cells(
+        [
+            "%load_ext async_expert_ext",
+            "%%loop_profile --no-profile\n" + body,
+            "%%loop_profile --no-profile --no-memory\nimport asyncio\nawait asyncio.sleep(0)\n",
+            "leak.cancel()",
+        ],
+        cwd=tmp_path,
+    )
+    for c in cells:
+        assert c.error is None, c.error
+    path = tmp_path / ".claude" / "sub_agents_memory.md"
+    assert f"memory: wrote entry to {path}" in cells[1].stdout
+    assert "memory:" not in cells[2].stdout
+    _, entries, warns = mem.read_memory(path)
+    assert warns == [] and len(entries) == 1
+    e = entries[0]
+    assert e.tool == "%%loop_profile" and e.target.startswith("In[")
+    r = e.runtime
+    # the cell's line 7 (the %%loop_profile line is line 1): time.sleep(0.3)
+    assert r["worst_block_at"].endswith(":7") and r["worst_block_snippet"] == "time.sleep(0.3)"
+    assert r["worst_block_ms"] >= 250 and r["max_lag_ms"] >= 200
+    assert r["leaked_tasks"] == 1
+    text = path.read_text()
+    assert "### Runtime measures" in text and "leaked tasks: 1" in text

@@ -58,6 +58,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-profile", dest="no_profile", action="store_true", help="do not record a pyinstrument profile")
     parser.add_argument("--cancel-leaked", dest="cancel_leaked", action="store_true", help="cancel tasks still pending when main() returns")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when findings are reported")
+    parser.add_argument("--memory", default=None, metavar="PATH", help="append the run to this memory file")
+    parser.add_argument("--no-memory", dest="no_memory", action="store_true", help="do not write the memory file")
 
 
 def load_entry(path: str, entry: str = "main") -> tuple[Any, Any]:
@@ -155,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
         out = render_text(report)
     real_stdout.write(out + "\n")
     real_stdout.flush()
+    from ..memory import record_quietly
+
+    recall = record_quietly(report, tool="async-expert profile", target=args.file, path=args.memory, enabled=not args.no_memory)
+    if recall is not None:  # where the memory entry went (stdout with text, else stderr)
+        print(recall.summary(), file=real_stdout if args.format == "text" and recall.status != "failed" else sys.stderr)
     if isinstance(exc, KeyboardInterrupt):
         raise exc
     if args.exit_zero:

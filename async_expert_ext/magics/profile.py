@@ -44,6 +44,8 @@ class LoopProfileMagics(Magics):
     @magic_arguments.argument("--cancel-leaked", dest="cancel_leaked", action="store_true", help="cancel tasks still pending when the cell ends")
     @magic_arguments.argument("--nest", action="store_true", help="apply nest-asyncio2 so that asyncio.run() works in the cell (process-wide patch, opt-in)")
     @magic_arguments.argument("-o", dest="output", default=None, metavar="NAME", help="store the LoopReport in this variable (the last one is always _loop_profile)")
+    @magic_arguments.argument("--memory", default=None, metavar="PATH", help="record this run in the memory file at PATH (default: .claude/sub_agents_memory.md under the project root)")
+    @magic_arguments.argument("--no-memory", dest="no_memory", action="store_true", help="do not record this run in the memory file")
     @cell_magic
     def loop_profile(self, line: str, cell: str) -> None:
         """Run the cell on the kernel's running event loop with the loop instruments
@@ -177,6 +179,17 @@ def _finish(exc: BaseException | None) -> Any:
     from IPython.display import display
 
     display(report)
+    import os
+    import sys
+
+    from ..memory import record_quietly
+
+    memory = getattr(args, "memory", None)
+    if memory and len(memory) >= 2 and memory[0] == memory[-1] and memory[0] in "'\"":
+        memory = memory[1:-1]
+    recall = record_quietly(report, tool="%%loop_profile", target=report.target, path=memory, enabled=not getattr(args, "no_memory", False), start=os.getcwd())
+    if recall is not None:  # where the memory entry went, or why it did not
+        print(recall.summary(), file=sys.stderr if recall.status == "failed" else sys.stdout)
     return report
 
 
