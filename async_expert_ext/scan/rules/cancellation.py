@@ -234,20 +234,16 @@ def _report_or_defer(rule_obj: Rule, handler: ast.ExceptHandler, ctx: FileContex
     rule_obj.report(ctx, _at(handler), **fields)
 
 
-def _record_raises(node: ast.AST, ctx: FileContext) -> None:
+def _record_noreturn(node: ast.AST, ctx: FileContext) -> None:
+    """A function annotated ``-> NoReturn`` / ``-> Never`` raises (the ``raise``
+    statements themselves are recorded by ``visit_Raise`` during the walk)."""
     fn = ctx.function
-    if fn is None or fn.facts is None or fn.node is not node or "aex_raises" in fn.facts.notes:
-        return
     returns = getattr(node, "returns", None)
-    if returns is not None:
-        ann = ast.unparse(returns)
-        if ann.rpartition(".")[2].strip("'\"") in ("NoReturn", "Never"):
-            fn.facts.notes["aex_raises"] = [node.lineno]  # type: ignore[attr-defined]
-            return
-    for n in _walk_local(list(getattr(node, "body", ()))):
-        if isinstance(n, ast.Raise):
-            fn.facts.notes["aex_raises"] = [n.lineno]
-            return
+    if fn is None or fn.facts is None or fn.node is not node or returns is None:
+        return
+    head = returns.value if isinstance(returns, ast.Constant) and isinstance(returns.value, str) else dotted_name(returns)
+    if isinstance(head, str) and head.rpartition(".")[2] in ("NoReturn", "Never"):
+        fn.facts.notes["aex_raises"] = [node.lineno]  # type: ignore[attr-defined]
 
 
 def _helper_raises(program: Program, q: str, depth: int = 3) -> bool:
@@ -293,10 +289,15 @@ class _CancelBase(Rule):
 
     # every function's "does it raise" fact, for handlers that delegate to a helper
     def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
-        _record_raises(node, ctx)
+        _record_noreturn(node, ctx)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        _record_raises(node, ctx)
+        _record_noreturn(node, ctx)
+
+    def visit_Raise(self, node: ast.Raise, ctx: FileContext) -> None:
+        fn = ctx.function
+        if fn is not None and fn.facts is not None and not fn.facts.notes.get("aex_raises"):
+            fn.facts.notes["aex_raises"] = [node.lineno]
 
 
 @rule

@@ -215,7 +215,15 @@ def _stdlib_sync_method_names() -> frozenset[str]:
     return frozenset(out)
 
 
-_COMMON_SYNC_NAMES = _COMMON_SYNC_NAMES | _stdlib_sync_method_names()
+_SYNC_NAMES_CACHE: list[frozenset[str]] = []
+
+
+def common_sync_names() -> frozenset[str]:
+    """:data:`_COMMON_SYNC_NAMES` plus the stdlib method names (computed once, on
+    first use, so importing the scanner stays cheap)."""
+    if not _SYNC_NAMES_CACHE:
+        _SYNC_NAMES_CACHE.append(_COMMON_SYNC_NAMES | _stdlib_sync_method_names())
+    return _SYNC_NAMES_CACHE[0]
 
 _TRANSPARENT_DECORATORS = frozenset(
     {
@@ -315,6 +323,8 @@ class _FuncIndex:
                 if isinstance(n, ast.Name):
                     if isinstance(n.ctx, ast.Load):
                         self.loads[n.id] = self.loads.get(n.id, 0) + 1
+                        if n.id in _INTROSPECTION:
+                            self.introspects = True
                     else:
                         self.stores.add(n.id)
                 elif isinstance(n, ast.Attribute):
@@ -334,13 +344,6 @@ class _FuncIndex:
                         self.awaited_calls.add(callee)
                 elif isinstance(n, (ast.Global, ast.Nonlocal)):
                     self.globals.update(n.names)
-                elif isinstance(n, ast.Name) and n.id in _INTROSPECTION:
-                    self.introspects = True
-            if not self.introspects:
-                for n in ast.walk(stmt):
-                    if isinstance(n, ast.Name) and n.id in _INTROSPECTION:
-                        self.introspects = True
-                        break
 
 
 def func_index(ctx: FileContext) -> _FuncIndex | None:
@@ -580,7 +583,7 @@ class NeverAwaited(_RecordsFacts, Rule):
             self.report(ctx, call, callee=label, how=_BOOL_WORDS[how])
             return
         meth = func.attr if isinstance(func, ast.Attribute) else ""
-        by_name = bool(meth) and unknown_receiver(func, ctx) and meth not in _COMMON_SYNC_NAMES
+        by_name = bool(meth) and meth not in _COMMON_SYNC_NAMES and unknown_receiver(func, ctx) and meth not in common_sync_names()
         if by_name and meth.startswith("__") and meth not in ("__aenter__", "__aexit__"):
             by_name = False
         if name is not None:
@@ -1208,21 +1211,6 @@ class LeakedTaskList(Rule):
             )
 
 
-def _loops_forever(fn: ast.AST) -> int:
-    """The line of a ``while True:`` loop in ``fn`` (not in nested functions) with
-    no ``break`` or ``return`` inside, else 0."""
-    stack = list(getattr(fn, "body", ()))
-    while stack:
-        n = stack.pop()
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            continue
-        if isinstance(n, ast.While) and isinstance(n.test, ast.Constant) and n.test.value in (True, 1) and not n.orelse:
-            if not _exits(n.body):
-                return n.lineno
-        stack.extend(ast.iter_child_nodes(n))
-    return 0
-
-
 def _exits(body: list[ast.stmt]) -> bool:
     stack: list[tuple[ast.AST, bool]] = [(s, False) for s in body]
     while stack:
@@ -1263,11 +1251,16 @@ class GatherPartialFailure(_RecordsFacts, Rule):
     )
     references = (DOC_GATHER, DOC_TASKGROUP)
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        _record_facts(node, ctx)
-        line = _loops_forever(node)
-        if line:
-            ctx.note("aex_forever", line)
+    def visit_While(self, node: ast.While, ctx: FileContext) -> None:
+        # `while True:` with no break/return in a coroutine: it only ends by raising
+        if (
+            ctx.in_coroutine
+            and isinstance(node.test, ast.Constant)
+            and node.test.value in (True, 1)
+            and not node.orelse
+            and not _exits(node.body)
+        ):
+            ctx.note("aex_forever", node.lineno)
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
         if call_name(node, ctx) != "asyncio.gather":
