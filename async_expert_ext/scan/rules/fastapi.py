@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ...model import Confidence, Finding, Section, Severity
-from ..context import FileContext
+from ..context import FileContext, dotted_name
 from ..link import Deferred, FuncFacts, Program
 from ..registry import Rule, link_check, refiner, rule
 from .blocking import call_name
@@ -112,7 +112,8 @@ _CLEANUP_METHODS = frozenset({"close", "aclose", "release", "dispose", "shutdown
 
 
 def uses_framework(ctx: FileContext) -> bool:
-    """True when the file imports ``fastapi`` or ``starlette`` (any name from them)."""
+    """True when the file imports ``fastapi`` or ``starlette`` at module level (any name
+    from them; imports in ``try``/``if`` blocks count, imports inside functions do not)."""
     try:
         return ctx._aex_fastapi_uses  # type: ignore[attr-defined]
     except AttributeError:
@@ -121,14 +122,6 @@ def uses_framework(ctx: FileContext) -> bool:
         v == "fastapi" or v == "starlette" or v.startswith(("fastapi.", "starlette.", "sse_starlette"))
         for v in ctx.module_aliases.values()
     )
-    if not found:
-        for node in ast.walk(ctx.tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("fastapi", "starlette"):
-                found = True
-                break
-            if isinstance(node, ast.Import) and any(a.name.split(".")[0] in ("fastapi", "starlette") for a in node.names):
-                found = True
-                break
     ctx._aex_fastapi_uses = found  # type: ignore[attr-defined]
     return found
 
@@ -750,7 +743,7 @@ def _shape(ctx: FileContext, fn: ast.AST) -> dict[str, Any]:
         elif isinstance(n, (ast.With, ast.Try, ast.Global, ast.Nonlocal)):
             trivial = False
         elif isinstance(n, ast.Call):
-            q = ctx.resolve(n.func) or (ast.unparse(n.func) if isinstance(n.func, (ast.Name, ast.Attribute)) else "?")
+            q = call_name(n, ctx) or dotted_name(n.func) or "?"
             calls.append(q)
             leaf = q.rpartition(".")[2]
             if not (
