@@ -743,7 +743,7 @@ def _shape(ctx: FileContext, fn: ast.AST) -> dict[str, Any]:
         elif isinstance(n, (ast.With, ast.Try, ast.Global, ast.Nonlocal)):
             trivial = False
         elif isinstance(n, ast.Call):
-            q = call_name(n, ctx) or dotted_name(n.func) or "?"
+            q = ctx.resolve(n.func) or dotted_name(n.func) or "?"  # not call_name: no memo before bindings exist
             calls.append(q)
             leaf = q.rpartition(".")[2]
             if not (
