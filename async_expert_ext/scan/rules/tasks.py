@@ -499,7 +499,7 @@ class NeverAwaited(_RecordsFacts, Rule):
     severity = Severity.CRITICAL
     section = Section.CRITICAL_ISSUES
     confidence = Confidence.HIGH
-    message = "`{callee}()` is a coroutine function: calling it without `await` does nothing ({how})"
+    message = "`{callee}()` returns a coroutine: called without `await` it does nothing ({how})"
     explanation = (
         "Calling an `async def` only creates a coroutine object; its body runs when the coroutine is awaited "
         "or wrapped in a task. Dropped, it is garbage-collected with a 'coroutine ... was never awaited' "
