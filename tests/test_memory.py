@@ -307,8 +307,12 @@ def test_corrupted_file_is_read_and_never_rewritten(project: Path) -> None:
     assert [e.target for e in entries] == ["other.py"]
     assert any("unparseable entry data" in w for w in warns)
     assert any("has no async-expert-data block" in w for w in warns)
-    with pytest.warns(mem.MemoryWarning, match="unparseable entry data"):
+    with pytest.warns(mem.MemoryWarning) as caught:
         res = mem.record_analysis(_scan(other), tool="scan", target="other.py", now=DAY3)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2
+    assert "unparseable entry data" in messages[0] and "has no async-expert-data block" in messages[1]
+    assert res.warnings == messages
     assert res.status == "unchanged"
     after = path.read_text()
     assert after.startswith(damaged)  # the damaged part is kept byte for byte
