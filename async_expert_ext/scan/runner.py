@@ -116,28 +116,47 @@ def analyse_unit(unit: SourceUnit, rules: Sequence[Rule], settings: Settings, se
         return FileResult(path=unit.path, module=unit.module, errors=[f"{unit.path}: too deeply nested to scan"])
 
 
-def _cached_analyse(unit: SourceUnit, rules: Sequence[Rule], settings: Settings, signature: str) -> FileResult:
-    if not settings.cache:
-        return analyse_unit(unit, rules, settings)
-    key = hashlib.sha1(
+def _unit_key(unit: SourceUnit, signature: str) -> str:
+    """The per-file cache key: a hash of the rule-set signature, the unit's identity
+    (path, module, package, notebook) and its text."""
+    return hashlib.sha1(
         "\x00".join((signature, unit.path, unit.module, unit.package, str(unit.notebook), unit.text or "")).encode("utf-8", "surrogatepass")
     ).hexdigest()
-    folder = os.path.join(cache_dir(), key[:2])
-    file = os.path.join(folder, key + ".pickle")
+
+
+def _cache_load(file: str) -> object | None:
     try:
         with open(file, "rb") as fh:
             return pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-        pass
-    result = analyse_unit(unit, rules, settings)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError):
+        return None
+
+
+def _cache_store(file: str, value: object) -> None:
+    """Write atomically (temporary file + ``os.replace``); failures are ignored."""
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(file), exist_ok=True)
         tmp = f"{file}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
-            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, file)
-    except OSError:
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
         pass
+
+
+def _unit_cache_file(key: str) -> str:
+    return os.path.join(cache_dir(), key[:2], key + ".pickle")
+
+
+def _cached_analyse(unit: SourceUnit, rules: Sequence[Rule], settings: Settings, signature: str, key: str | None = None) -> FileResult:
+    if not settings.cache:
+        return analyse_unit(unit, rules, settings)
+    file = _unit_cache_file(key or _unit_key(unit, signature))
+    hit = _cache_load(file)
+    if isinstance(hit, FileResult):
+        return hit
+    result = analyse_unit(unit, rules, settings)
+    _cache_store(file, result)
     return result
 
 
@@ -176,41 +195,47 @@ def scan_units(
             errors.append(u.note or f"{u.path}: not scanned")
         else:
             readable.append(u)
-    jobs = settings.jobs if jobs is None else jobs
-    if jobs == 0:
-        jobs = (os.cpu_count() or 1) if len(readable) >= POOL_THRESHOLD else 1
-    slots: list[FileResult | None] = [None] * len(readable)
-    plain = [i for i, u in enumerate(readable) if not u.notebook]
-    cells = [i for i, u in enumerate(readable) if u.notebook]
-    total = len(readable)
-    if jobs > 1 and len(plain) >= max(2 * jobs, 8):
-        for i, r in zip(plain, _run_pool([readable[i] for i in plain], settings, jobs)):
-            slots[i] = r
-    else:
-        for n, i in enumerate(plain):
-            slots[i] = _cached_analyse(readable[i], rules, settings, sig)
+    sources = {u.path: u.text or "" for u in readable}
+    # the whole-scan manifest: one small file holding the linked findings of the
+    # exact same set of units (same paths and contents) under the same rules
+    keys = [_unit_key(u, sig) for u in readable] if settings.cache else []
+    manifest = None
+    if settings.cache:
+        ident = hashlib.sha1("\x00".join([sig, *(f"{u.path}|{u.module}|{u.package}|{u.notebook}" for u in readable)]).encode("utf-8", "surrogatepass")).hexdigest()
+        manifest = os.path.join(cache_dir(), "manifests", ident + ".pickle")
+        validation = hashlib.sha1("".join(keys).encode()).hexdigest()
+        hit = _cache_load(manifest)
+        if isinstance(hit, dict) and hit.get("validation") == validation:
             if progress is not None:
-                progress(n + 1, total)  # type: ignore[operator]
-    # notebook cells, in order: each knows the names the earlier cells of its notebook define
-    seeds: dict[str, dict] = {}
-    for n, i in enumerate(cells, len(plain)):
-        u = readable[i]
-        notebook = u.path.rpartition("[cell ")[0] or u.path
-        r = analyse_unit(u, rules, settings, seed=seeds.get(notebook))
-        seeds[notebook] = next_cell_seed(seeds.get(notebook), r)
-        slots[i] = r
-        if progress is not None:
-            progress(n + 1, total)  # type: ignore[operator]
+                progress(len(readable), len(readable))  # type: ignore[operator]
+            findings = list(hit["findings"])
+            errors.extend(hit["errors"])
+            return _finish(findings, readable, errors, started, target, sources, settings)
+    slots = _analyse_all(readable, keys, rules, settings, sig, jobs, progress)
     results: list[FileResult] = [r for r in slots if r is not None]
     findings: list[Finding] = []
-    sources: dict[str, str] = {}
-    for u, r in zip(readable, results):
+    file_errors: list[str] = []
+    for r in results:
         findings.extend(r.findings)
-        errors.extend(r.errors)
-        sources[u.path] = u.text or ""
+        file_errors.extend(r.errors)
     program = Program(results)
     findings.extend(program.run_checks())
     findings = _dedupe(apply_refiners(findings, program, settings))
+    errors.extend(file_errors)
+    if manifest is not None:
+        _cache_store(manifest, {"validation": validation, "findings": findings, "errors": file_errors})
+    return _finish(findings, readable, errors, started, target, sources, settings)
+
+
+def _finish(
+    findings: list[Finding],
+    readable: list[SourceUnit],
+    errors: list[str],
+    started: float,
+    target: str,
+    sources: dict[str, str],
+    settings: Settings,
+) -> ScanReport:
     report = ScanReport(
         findings=findings,
         files_scanned=[u.path for u in readable],
@@ -222,6 +247,63 @@ def scan_units(
     report = report.filter(settings.select, settings.ignore, settings.min_severity)
     report.sources = sources
     return report
+
+
+def _analyse_all(
+    readable: list[SourceUnit],
+    keys: list[str],
+    rules: Sequence[Rule],
+    settings: Settings,
+    sig: str,
+    jobs: int | None,
+    progress: object,
+) -> list[FileResult | None]:
+    """Per-unit results, in order: cache hits are read here; the misses among plain
+    files go to a process pool when there are enough of them, and notebook cells
+    are walked in order, each seeded with the names of the cells before it."""
+    slots: list[FileResult | None] = [None] * len(readable)
+    total = len(readable)
+    done = 0
+    misses: list[int] = []
+    cells: list[int] = []
+    for i, u in enumerate(readable):
+        if u.notebook:
+            cells.append(i)
+            continue
+        hit = _cache_load(_unit_cache_file(keys[i])) if keys else None
+        if isinstance(hit, FileResult):
+            slots[i] = hit
+            done += 1
+            if progress is not None:
+                progress(done, total)  # type: ignore[operator]
+        else:
+            misses.append(i)
+    jobs = settings.jobs if jobs is None else jobs
+    if jobs == 0:
+        jobs = (os.cpu_count() or 1) if len(misses) >= POOL_THRESHOLD else 1
+    if jobs > 1 and len(misses) >= max(2 * jobs, 8):
+        for i, r in zip(misses, _run_pool([readable[i] for i in misses], settings, jobs)):
+            slots[i] = r
+        done += len(misses)
+        if progress is not None:
+            progress(done, total)  # type: ignore[operator]
+    else:
+        for i in misses:
+            slots[i] = _cached_analyse(readable[i], rules, settings, sig, keys[i] if keys else None)
+            done += 1
+            if progress is not None:
+                progress(done, total)  # type: ignore[operator]
+    seeds: dict[str, dict] = {}
+    for i in cells:
+        u = readable[i]
+        notebook = u.path.rpartition("[cell ")[0] or u.path
+        r = analyse_unit(u, rules, settings, seed=seeds.get(notebook))
+        seeds[notebook] = next_cell_seed(seeds.get(notebook), r)
+        slots[i] = r
+        done += 1
+        if progress is not None:
+            progress(done, total)  # type: ignore[operator]
+    return slots
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
