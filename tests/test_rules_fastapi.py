@@ -444,6 +444,7 @@ def test_background_task_that_never_awaits() -> None:
     """
     fs = scan(body)
     assert at(fs, "AEX1511") == [("cpu-bound-in-async", line_of(body, "# CRUNCH"))]
+    assert not [f for f in fs if f.kind == "async-without-await" and f.line == line_of(body, "# CRUNCH")]
     extra = next(f for f in fs if f.code == "AEX1511").extra["fastapi"]
     assert extra["route"] == "/report" and extra["methods"] == ["POST"] and extra["role"] == "background"
 
@@ -520,6 +521,11 @@ def test_dependency_in_another_module(tmp_path: Path) -> None:
     assert sleep.path.endswith("deps.py") and sleep.line == 5
     assert sleep.message.startswith("dependency `get_user` of `GET /api/me`: ")
     assert [(f.kind, Path(f.path).name, f.line) for f in fs if f.code == "AEX1510"] == [("unclosed-session", "deps.py", 11)]
+    # `async def` without await is FastAPI's fast path for a dependency: no AEX802 hint there ...
+    assert not [f for f in fs if f.kind == "async-without-await"]
+    # ... while the same module scanned without the app that uses it gets the hint
+    alone = scan_paths([str(pkg / "deps.py")], Settings(cache=False)).findings
+    assert [(f.kind, f.line) for f in alone if f.kind == "async-without-await"] == [("async-without-await", 4)]
 
 
 # ---------------------------------------------------------------------------

@@ -1379,6 +1379,10 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
         program: the linked program (holds the role records of :mod:`fastapi` rules).
         settings: the scan's :class:`~async_expert_ext.config.Settings` or None.
 
+    It also drops the generic ``async-without-await`` hint (AEX802) on endpoints,
+    dependencies and middleware - there ``async def`` without await is FastAPI's fast
+    path (https://fastapi.tiangolo.com/async/) - and beside an AEX1511 finding.
+
     Returns:
         The findings, with annotated copies in place of the originals (never more findings).
     """
@@ -1391,6 +1395,12 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
     overrides = getattr(settings, "rule_severity", None) or {}
     out: list[Finding] = []
     for f in findings:
+        if f.kind == "async-without-await" and f.path in modules and f.symbol:
+            roles = an.roles.get(f"{modules[f.path]}.{f.symbol}", ())
+            if any(ro.role in ("endpoint", "dependency", "middleware") for ro in roles):
+                # FastAPI awaits it on the loop: `async def` without await is the fast path there
+                # (a plain `def` would take a threadpool token), so the hint is wrong in this context
+                continue
         if f.kind not in _ANNOTATED_KINDS or f.code.startswith("AEX15") or not f.symbol or f.path not in modules:
             out.append(f)
             continue
@@ -1434,8 +1444,12 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
                 extra=extra,
             )
         )
-    # a background task whose blocking calls are already reported needs no AEX1511 too
+    # a background task whose blocking calls are already reported needs no AEX1511 too;
+    # one with AEX1511 needs no generic "async def without await" hint beside it
     named = {(f.path, f.symbol) for f in out if f.extra.get("fastapi", {}).get("role") == "background" and f.code != BackgroundTaskOnLoop.code}
     if named:
         out = [f for f in out if not (f.code == BackgroundTaskOnLoop.code and (f.path, f.symbol) in named)]
+    on_loop = {(f.path, f.symbol) for f in out if f.code == BackgroundTaskOnLoop.code}
+    if on_loop:
+        out = [f for f in out if not (f.kind == "async-without-await" and (f.path, f.symbol) in on_loop)]
     return out
