@@ -332,16 +332,28 @@ def _defining_modules(obj: Any) -> list[Any]:
 def _scan_app(obj: Any, *, name: str, settings: Settings, ip: Any = None) -> ScanReport:
     """Scan a FastAPI/Starlette application (or router) object.
 
-    For now: the module file that defines ``obj`` (found among the imported
-    modules), or the session's cells when the app was built in the notebook, or
-    the files of its routes' endpoints. The FastAPI issue replaces this with a
-    route-aware scan (endpoints, dependencies, middleware).
+    Route-aware (:func:`async_expert_ext.fastapi_inspect.inspect_app`): the files of
+    the endpoints, dependencies and middleware and the project modules they import;
+    else the module file that defines ``obj``, or the session's cells when the app
+    was built in the notebook (then findings are matched to routes by name).
 
     Raises:
         async_expert_ext.errors.TargetNotFound: when no source can be found.
     """
+    from ..fastapi_inspect import inspect_app
     from ..scan.runner import scan_cells, scan_paths
 
+    # route-aware scan: the files of the endpoints, dependencies and middleware, plus the
+    # project modules they import; the AppInspection (per-route DataFrame: .frame())
+    # is kept as `_async_app` and on the report as `app_inspection`
+    insp = inspect_app(obj, settings=settings)
+    if insp.files:
+        report = insp.report
+        report.target = name
+        report.app_inspection = insp  # type: ignore[attr-defined]
+        if ip is not None:
+            ip.user_ns["_async_app"] = insp
+        return report
     mods = _defining_modules(obj)
     if mods:
         report = scan_paths([m.__file__ for m in mods], settings)
@@ -350,7 +362,9 @@ def _scan_app(obj: Any, *, name: str, settings: Settings, ip: Any = None) -> Sca
     if ip is not None and any(v is obj for v in ip.user_ns.values()):
         cells = session_cells(ip, skip=[current_cell_number(ip)])
         if cells:
-            return scan_cells(cells, settings, target=name, seed=namespace_seed(ip.user_ns))
+            report = scan_cells(cells, settings, target=name, seed=namespace_seed(ip.user_ns))
+            ip.user_ns["_async_app"] = inspect_app(obj, settings=settings, report=report)
+            return report
     files = []
     for route in getattr(obj, "routes", []) or []:
         fn = getattr(route, "endpoint", None)
