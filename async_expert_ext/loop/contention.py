@@ -44,6 +44,7 @@ import asyncio
 import inspect
 import linecache
 import math
+import os
 import re
 import sys
 import threading
@@ -67,6 +68,7 @@ _THREAD_DOC = "https://docs.python.org/3/library/asyncio-dev.html#concurrency-an
 _MAX_ROWS = 50_000
 _MAX_CHAIN = 24
 _AENTER = asyncio.locks._ContextManagerMixin.__aenter__.__code__  # type: ignore[attr-defined]
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 # (class, attribute) pairs patched for the session
@@ -205,7 +207,14 @@ class ContentionMonitor(Instrument):
         return st
 
     def _user_site(self, frame: Any) -> tuple[str, int, str, tuple[tuple[str, int, str], ...]]:
-        """(file, line, qualname, chain) of the innermost user frame; chain innermost first."""
+        """(file, line, qualname, chain) of the innermost frame outside asyncio when that is
+        user code (chain: the user frames, innermost first); a library caller (a framework's
+        own Event or Queue) is named as such, with no chain."""
+        f = frame
+        while f is not None and f.f_code.co_filename.startswith(_ASYNCIO_DIR):
+            f = f.f_back
+        if f is not None and is_library_file(f.f_code.co_filename):
+            return f.f_code.co_filename, f.f_lineno, f.f_code.co_qualname, ()
         user = self.session.user_frame(frame)
         if user is None:
             return "", 0, "", ()
@@ -230,7 +239,9 @@ class ContentionMonitor(Instrument):
                 orig(obj, *args, **kwargs)
                 if this.active:
                     st = this._state(obj, type(obj).__name__ if kind != "Queue" else "Queue")
-                    f = this.session.user_frame(sys._getframe(1))
+                    f = sys._getframe(1)
+                    while f is not None and f.f_code.co_filename.startswith(_ASYNCIO_DIR):
+                        f = f.f_back
                     if f is not None:
                         st.file, st.line = f.f_code.co_filename, f.f_lineno
                         st.name = this.session.where(st.file, st.line)
