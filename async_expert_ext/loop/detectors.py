@@ -109,36 +109,31 @@ def _fmt(session: ProfileSession, entries: Any) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------
 # blocking, slow callbacks, loop lag
 # ---------------------------------------------------------------------------
-class _TimedReady(collections.deque):
-    """The loop's ready queue, noting when each handle is taken: ``_run_once`` calls
-    ``self._ready.popleft()`` right before running each handle, so the time between
-    two pops (or a pop and the next ``select``) is the run time of one handle."""
-
-    def popleft(self) -> Any:
-        handle = collections.deque.popleft(self)
-        self.detector._next_handle(handle)  # type: ignore[attr-defined]
-        return handle
-
-
 class BlockingDetector(Instrument):
-    """Handles that ran longer than the threshold, with the user line that caused them.
+    """Callbacks that held the loop longer than the threshold, with the user line
+    that caused them.
 
-    Mechanism (no ``set_debug``): the loop instance's ready queue is replaced by a
-    ``deque`` subclass whose ``popleft`` notes the start of each handle, and the
-    selector's ``select`` is wrapped to note the end of the last one; so every
-    handle (a callback or one step of a task) is timed with ``perf_counter``. A
-    watchdog thread wakes every few ms; while the current handle has run for more
-    than a quarter of the threshold, it samples the loop thread's stack with
-    ``sys._current_frames()`` and the thread's CPU clock. A handle longer than the
-    threshold becomes a row of ``LoopReport.blocking`` and ``LoopReport.callbacks``;
-    its location is the user line found in most samples (the innermost frame that is
+    Mechanism (no ``set_debug``, nothing per handle): the loop's selector ``select``
+    is wrapped on the instance, so the time between two ``select`` calls is one busy
+    stretch of the loop (all handles of one iteration). A watchdog thread wakes
+    every few ms; while a stretch is older than a quarter of the threshold it samples
+    the loop thread's stack (``sys._current_frames()``), the running task
+    (``asyncio.tasks._current_tasks``) and the thread's CPU clock. When a stretch
+    ends, consecutive samples of the same handle (same task, same callback frame
+    under ``Handle._run``) form one run; a run longer than the threshold is one
+    blocking callback: a row of ``LoopReport.blocking`` and ``LoopReport.callbacks``.
+    Its location is the user line in most of its samples (the innermost frame that is
     not asyncio, this package, IPython, ipykernel, tornado, site-packages or the
-    stdlib), its kind ``cpu-bound-in-async`` when the thread was on CPU for at least
-    80% of the sampled time. A heartbeat ``call_later`` every ``interval_ms`` gives the
-    loop lag series. On loops without these internals (uvloop, Proactor) late
-    heartbeats delimit the stalls instead.
+    stdlib); its kind is ``cpu-bound-in-async`` when the thread was on CPU for at
+    least 80% of the sampled time. A stretch made of many short handles (10,000 tasks
+    stepping once) is loop lag, not blocking. Durations are exact for a stretch
+    holding one slow handle and within one sampling period otherwise.
 
-    Cost: one Python call and one clock read per handle, plus a watchdog wake-up every
+    A heartbeat ``call_later`` every ``interval_ms`` gives the loop lag series. On
+    loops without a Python selector (uvloop, Proactor) late heartbeats delimit the
+    stretches instead.
+
+    Cost: two clock reads per loop iteration and a watchdog wake-up every
     ``max(2 ms, min(interval/2, threshold/10))`` (see ``bench/loop_overhead.py``).
     """
 
@@ -156,37 +151,31 @@ class BlockingDetector(Instrument):
         self.sample_every = max(0.002, min(self.interval / 2.0, self.threshold / 10.0))
         self.rows: list[dict[str, Any]] = []
         self.lag: list[dict[str, Any]] = []
-        self.samples: list[tuple[tuple[str, int, str], ...]] = []
-        self.sample_tasks: list[str] = []
-        self.cpu_marks: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, str, tuple[tuple[str, int, str], ...]]] = []
         self.lock = threading.Lock()
         self.stretch = 0
-        self.current: Any = None
         self.busy_since = time.perf_counter()  # we are inside a callback right now
         try:
-            self.cpu_clock = time.pthread_getcpuclockid(self.tid)
+            self.cpu_clock: int | None = time.pthread_getcpuclockid(self.tid)
         except (AttributeError, OSError):
             self.cpu_clock = None
         self.selector = None
-        self.ready = None
         self.mode = "heartbeat"
         selector = getattr(loop, "_selector", None)
         original = getattr(selector, "select", None)
-        ready = getattr(loop, "_ready", None)
-        if selector is not None and original is not None and "select" not in vars(selector) and type(ready) is collections.deque:
+        if selector is not None and original is not None and "select" not in vars(selector):
             this = self
 
             def select(timeout: Any = None) -> Any:
-                this._end_handle(time.perf_counter())
-                return original(timeout)
+                this._end_stretch(time.perf_counter())
+                try:
+                    return original(timeout)
+                finally:
+                    this.busy_since = time.perf_counter()
 
-            timed = _TimedReady(ready)
-            timed.detector = self  # type: ignore[attr-defined]
-            loop._ready = timed  # type: ignore[attr-defined]
-            self.ready = timed
             selector.select = select
             self.selector = selector
-            self.mode = "handles"
+            self.mode = "selector"
         self.expected = loop.time() + self.interval
         self.beat_handle = loop.call_later(self.interval, self._beat)
         self.stop_event = threading.Event()
@@ -194,33 +183,16 @@ class BlockingDetector(Instrument):
         self.thread.start()
 
     # loop thread --------------------------------------------------------
-    def _next_handle(self, handle: Any) -> None:
-        now = time.perf_counter()
-        since = self.busy_since
-        if since and now - since >= self.threshold:
-            self._end_handle(now)
-        else:
-            self.stretch += 1
-            if self.samples:
-                with self.lock:
-                    self.samples, self.sample_tasks, self.cpu_marks = [], [], []
-        self.current = handle
-        self.busy_since = now
-
-    def _end_handle(self, now: float) -> None:
+    def _end_stretch(self, now: float) -> None:
         since = self.busy_since
         if not since:
             return
         self.busy_since = 0.0
-        handle, self.current = self.current, None
         with self.lock:
             self.stretch += 1
             samples, self.samples = self.samples, []
-            tasks, self.sample_tasks = self.sample_tasks, []
-            cpu, self.cpu_marks = self.cpu_marks, []
-        busy = now - since
-        if busy >= self.threshold:
-            self._record(since, busy, cpu, samples, tasks, handle)
+        if now - since >= self.threshold:
+            self._split(since, now, samples)
 
     def _beat(self) -> None:
         loop = self.loop
@@ -228,34 +200,66 @@ class BlockingDetector(Instrument):
         lag = max(0.0, now - self.expected)
         if len(self.lag) < _MAX_LAG_ROWS:
             self.lag.append({"t_s": self.session.now_s(), "lag_ms": lag * 1000.0})
-        if self.mode == "heartbeat":  # stalls are delimited by late heartbeats
+        if self.mode == "heartbeat":  # stretches are delimited by late heartbeats
+            t = time.perf_counter()
             if lag >= self.threshold:
-                self.busy_since = time.perf_counter() - lag
-                self._end_handle(time.perf_counter())
+                self.busy_since = t - lag
+                self._end_stretch(t)
+            self.busy_since = t
         self.expected = now + self.interval
         if self.session.active:
             self.beat_handle = loop.call_later(self.interval, self._beat)
 
-    def _record(self, since: float, busy: float, cpu_marks: list, samples: list, tasks: list, handle: Any) -> None:
+    def _split(self, since: float, end: float, samples: list) -> None:
+        """Cut one busy stretch into runs of samples of the same handle; record the
+        runs longer than the threshold (or the whole stretch when nothing was sampled)."""
+        if not samples:
+            self._record(since, end - since, 0.0, [], "")
+            return
+        runs: list[list[tuple]] = []
+        for sample in samples:
+            if runs and runs[-1][-1][2] == sample[2]:
+                runs[-1].append(sample)
+            else:
+                runs.append([sample])
+        half = self.sample_every / 2.0
+        for i, run in enumerate(runs):
+            begin = since if i == 0 else (runs[i - 1][-1][0] + run[0][0]) / 2.0
+            stop = end if i == len(runs) - 1 else (run[-1][0] + runs[i + 1][0][0]) / 2.0
+            if i == 0 and len(runs) > 1 and run[0][0] - since > self.sample_after + 2 * self.sample_every:
+                begin = run[0][0] - half  # the stretch began with other, short handles
+            duration = stop - begin
+            if duration < self.threshold:
+                continue
+            if len(run) >= 2 and run[-1][0] > run[0][0] and self.cpu_clock is not None:
+                ratio = (run[-1][1] - run[0][1]) / (run[-1][0] - run[0][0])
+            else:
+                ratio = 0.0
+            self._record(begin, duration, ratio, run, run[0][2])
+
+    def _record(self, since: float, busy: float, ratio: float, run: list, key: str) -> None:
         s = self.session
         user_lines: Counter[tuple[str, int]] = Counter()
         on_stack: Counter[tuple[str, int]] = Counter()
         funcs: dict[tuple[str, int], str] = {}
         best_sample: dict[tuple[str, int], tuple] = {}
-        for stack in samples:
+        task_names: Counter[str] = Counter()
+        for _t, _cpu, _key, task, stack in run:
+            if task:
+                task_names[task] += 1
             first = None
             seen = set()
             for fn, ln, q in stack:
                 if is_library_file(fn):
                     continue
-                key = (fn, ln)
+                k = (fn, ln)
                 if first is None:
-                    first = key
-                    funcs[key] = q
-                    best_sample[key] = stack
-                if key not in seen:
-                    seen.add(key)
-                    on_stack[key] += 1
+                    first = k
+                    funcs[k] = q
+                    best_sample[k] = stack
+                if k not in seen:
+                    seen.add(k)
+                    on_stack[k] += 1
             if first is None and stack:  # nothing but library code: take the innermost frame
                 fn, ln, q = stack[0]
                 first = (fn, ln)
@@ -265,36 +269,32 @@ class BlockingDetector(Instrument):
                 user_lines[first] += 1
         if user_lines:
             (fn, ln), count = user_lines.most_common(1)[0]
-            share = count / max(1, len(samples))
+            share = count / max(1, len(run))
             stack = tuple(reversed(_fmt(s, best_sample[(fn, ln)])))
         else:
-            fn, ln, count, share, stack = "", 0, 0, 0.0, ()
-        task = Counter(t for t in tasks if t).most_common(1)
-        task_name = task[0][0] if task else _handle_task(handle)
-        if len(cpu_marks) >= 2 and cpu_marks[-1][0] > cpu_marks[0][0]:
-            ratio = (cpu_marks[-1][1] - cpu_marks[0][1]) / (cpu_marks[-1][0] - cpu_marks[0][0])
-        else:
-            ratio = 0.0
+            fn, ln, share, stack = "", 0, 0.0, ()
+        task = task_names.most_common(1)[0][0] if task_names else ""
         kind = "cpu-bound-in-async" if ratio >= 0.8 else "blocking-call-in-async"
-        row = {
-            "start_s": since - s.t0,
-            "duration_ms": busy * 1000.0,
-            "location": s.where(fn, ln) if fn else "",
-            "path": s.label(fn) if fn else "",
-            "line": ln,
-            "function": funcs.get((fn, ln), ""),
-            "snippet": s.snippet(fn, ln) if fn else "",
-            "kind": kind,
-            "cpu_ms": min(1.0, ratio) * busy * 1000.0,
-            "samples": len(samples),
-            "share": share,
-            "task": task_name,
-            "stack": stack,
-            "_file": fn,
-            "_callback": _handle_repr(handle),
-            "_on_stack": [(s.label(f), line, c) for (f, line), c in on_stack.items()],
-        }
-        self.rows.append(row)
+        self.rows.append(
+            {
+                "start_s": since - s.t0,
+                "duration_ms": busy * 1000.0,
+                "location": s.where(fn, ln) if fn else "",
+                "path": s.label(fn) if fn else "",
+                "line": ln,
+                "function": funcs.get((fn, ln), ""),
+                "snippet": s.snippet(fn, ln) if fn else "",
+                "kind": kind,
+                "cpu_ms": min(1.0, ratio) * busy * 1000.0,
+                "samples": len(run),
+                "share": share,
+                "task": task,
+                "stack": stack,
+                "_file": fn,
+                "_callback": f"Task step: {task}" if task else (key.split("|", 1)[-1] if key else ""),
+                "_on_stack": [(s.label(f), line, c) for (f, line), c in on_stack.items()],
+            }
+        )
 
     # watchdog thread ------------------------------------------------------
     def _watchdog(self) -> None:
@@ -302,9 +302,11 @@ class BlockingDetector(Instrument):
         loop = self.loop
         while not self.stop_event.wait(self.sample_every):
             since = self.busy_since
+            now = time.perf_counter()
             if self.mode == "heartbeat":
-                since = self.expected_perf()
-            if not since or time.perf_counter() - since < self.sample_after:
+                late = loop.time() - self.expected
+                since = now - late if late > 0 else 0.0
+            if not since or now - since < self.sample_after:
                 continue
             stretch = self.stretch
             frame = sys._current_frames().get(self.tid)
@@ -313,7 +315,6 @@ class BlockingDetector(Instrument):
             stack = _frame_stack(frame)
             del frame
             cpu = time.clock_gettime(self.cpu_clock) if self.cpu_clock is not None else 0.0
-            mark = (time.perf_counter(), cpu)
             task = current_tasks.get(loop)
             name = ""
             if task is not None:
@@ -321,19 +322,13 @@ class BlockingDetector(Instrument):
                     name = f"{task.get_name()} ({task.get_coro().__qualname__})"
                 except Exception:
                     name = ""
+            key = name + "|" + _callback_frame(stack)
             with self.lock:
                 if self.stretch == stretch:
-                    self.samples.append(stack)
-                    self.sample_tasks.append(name)
-                    self.cpu_marks.append(mark)
-
-    def expected_perf(self) -> float:
-        # heartbeat mode: the stall started when the next beat was due
-        return time.perf_counter() - max(0.0, self.loop.time() - self.expected)
+                    self.samples.append((time.perf_counter(), cpu, key, name, stack))
 
     def before_uninstall(self, session: ProfileSession) -> None:
-        if self.mode == "handles" or self.busy_since:
-            self._end_handle(time.perf_counter())
+        self._end_stretch(time.perf_counter())
 
     def uninstall(self, session: ProfileSession) -> None:
         stop = getattr(self, "stop_event", None)
@@ -349,10 +344,6 @@ class BlockingDetector(Instrument):
             except AttributeError:
                 pass
             self.selector = None
-        if getattr(self, "ready", None) is not None:
-            if getattr(self.loop, "_ready", None) is self.ready:
-                self.loop._ready = collections.deque(self.ready)  # same handles, same order
-            self.ready = None
 
     def finish(self, session: ProfileSession, report: Any) -> None:
         report.lag_records = list(self.lag)
@@ -401,6 +392,17 @@ class BlockingDetector(Instrument):
                     "lines_on_stack": sorted({(p, ln) for r in rows for p, ln, _c in r["_on_stack"]}),
                 },
             )
+
+
+def _callback_frame(stack: tuple[tuple[str, int, str], ...]) -> str:
+    """The outermost frame of the running handle: the one just inside ``Handle._run``."""
+    for i, (fn, _ln, q) in enumerate(stack):
+        if q == "Handle._run" and fn.endswith("events.py"):
+            if i > 0:
+                f, _l, qn = stack[i - 1]
+                return f"{qn} ({f})"
+            return ""
+    return stack[-1][2] if stack else ""
 
 
 def _handle_task(handle: Any) -> str:
@@ -587,7 +589,7 @@ class TaskTracker(Instrument):
             if n:
                 session.report.notes.append(f"--cancel-leaked: cancelled {n} task(s) still pending at the end")
         for row in session.tasks.rows:
-            if row["state"] == "failed" and row["exception_retrieved"] is None:
+            if row["state"] == "failed" and row.get("exception_retrieved") is None:
                 row["exception_retrieved"] = row["task_id"] not in self.unretrieved_ids
 
     def uninstall(self, session: ProfileSession) -> None:
@@ -601,7 +603,7 @@ class TaskTracker(Instrument):
         for row in rows:
             if not row.get("_file"):
                 continue  # created by library code only (the kernel, a framework)
-            if row["state"] == "failed" and row["exception_retrieved"] is False:
+            if row["state"] == "failed" and row.get("exception_retrieved") is False:
                 by_site.setdefault(("task-exception-never-retrieved", row["_file"], row["created_line"]), []).append(row)
             if row.get("_leaked") and not session.timed_out:
                 by_site.setdefault(("leaked-task", row["_file"], row["created_line"]), []).append(row)
@@ -723,7 +725,10 @@ class CoroutineWarnings(Instrument):
     that created the coroutine.
 
     While the session runs: ``sys.set_coroutine_origin_tracking_depth`` on the loop
-    thread (and, through ``threading.setprofile``, in threads started meanwhile), a
+    thread (``origin_tracking="on"``; the default ``"auto"`` turns it on at the first
+    never-awaited coroutine, reported where it was dropped, because tracking costs
+    about 1 us per coroutine created: 2.5x on bench/loop_overhead.py), and through
+    ``threading.setprofile`` in threads started meanwhile; a
     ``warnings.showwarning`` hook and a ``sys.unraisablehook`` (the warning becomes an
     unraisable exception when RuntimeWarnings are errors), and an ``"always"``
     filter for this one message so repeats are counted. ``warnings.catch_warnings``
@@ -737,7 +742,10 @@ class CoroutineWarnings(Instrument):
         self.session = session
         self.seen: list[dict[str, Any]] = []
         self.prev_depth = sys.get_coroutine_origin_tracking_depth()
-        sys.set_coroutine_origin_tracking_depth(max(self.prev_depth, session.origin_depth))
+        self.depth = max(self.prev_depth, session.origin_depth)
+        self.tracking = session.origin_tracking == "on"
+        if self.tracking:
+            sys.set_coroutine_origin_tracking_depth(self.depth)
         self.prev_show = warnings.showwarning
         self.prev_hook = sys.unraisablehook
         self.prev_filters = list(warnings.filters)
@@ -772,8 +780,8 @@ class CoroutineWarnings(Instrument):
         sys.unraisablehook = unraisablehook
         self.prev_thread_profile = getattr(threading, "_profile_hook", None)
         self.thread_hook = None
-        if self.prev_thread_profile is None:
-            depth = sys.get_coroutine_origin_tracking_depth()
+        if self.prev_thread_profile is None and session.origin_tracking != "off":
+            depth = self.depth
 
             def thread_start(frame: Any, event: str, arg: Any) -> None:
                 sys.setprofile(None)
@@ -787,15 +795,42 @@ class CoroutineWarnings(Instrument):
         if not m or not (isinstance(category, type) and issubclass(category, RuntimeWarning)):
             return False
         entries = [(f, int(ln), q) for f, ln, q in _ORIGIN_LINE.findall(text)]  # most recent call last
-        fn, line, func = "", 0, ""
+        fn, line, func, how = "", 0, "", "created at"
         for f, ln, q in reversed(entries):
             if not is_library_file(f):
                 fn, line, func = f, ln, q
                 break
+        if not fn:
+            # No origin recorded: the coroutine is reported where it was dropped, which is
+            # where it was created for the common `coro()` expression statement.
+            frame = self.session.user_frame(sys._getframe(1))
+            if frame is not None:
+                fn, line, func, how = frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_qualname, "dropped at"
+            self._enable_tracking()
         self.seen.append(
-            {"coro": m.group(1), "file": fn, "line": line, "func": func, "origin": entries, "t_s": self.session.now_s()}
+            {"coro": m.group(1), "file": fn, "line": line, "func": func, "origin": entries, "t_s": self.session.now_s(), "how": how}
         )
         return True
+
+    def _enable_tracking(self) -> None:
+        """``auto`` mode: the first never-awaited coroutine turns origin tracking on
+        for the rest of the session (it costs ~1 us per coroutine created)."""
+        s = self.session
+        if self.tracking or s.origin_tracking != "auto" or not s.active:
+            return
+        self.tracking = True
+
+        def enable() -> None:
+            if s.active:
+                sys.set_coroutine_origin_tracking_depth(self.depth)
+
+        if threading.get_ident() == s.loop_thread_id:
+            enable()
+        else:
+            try:
+                s.loop.call_soon_threadsafe(enable)  # type: ignore[union-attr]
+            except RuntimeError:
+                pass
 
     def before_uninstall(self, session: ProfileSession) -> None:
         gc.collect()
@@ -829,9 +864,10 @@ class CoroutineWarnings(Instrument):
             )
         for (fn, line, coro), recs in groups.items():
             where = session.where(fn, line) if fn else "a line outside the profiled code's threads"
+            how = recs[0].get("how", "created at") if fn else "created at"
             session.add_finding(
                 "never-awaited",
-                f"coroutine '{coro}' created at {where} was never awaited ({len(recs)} time(s))",
+                f"coroutine '{coro}' {how} {where} was never awaited ({len(recs)} time(s))",
                 filename=fn,
                 line=line,
                 symbol=recs[0]["func"],

@@ -93,6 +93,18 @@ def is_library_file(filename: str) -> bool:
     return hit
 
 
+#: the TASK_COLUMNS a row gets at stop() unless set before
+_ROW_DEFAULTS: dict[str, Any] = {
+    "created_at": "",
+    "created_path": "",
+    "end_s": None,
+    "duration_ms": None,
+    "exception": "",
+    "exception_retrieved": None,
+    "await_stack": (),
+}
+
+
 class _TaskTable:
     """Task records (rows of TASK_COLUMNS) keyed by ``id(task)``; weak references only."""
 
@@ -156,6 +168,9 @@ class ProfileSession:
             read through :mod:`linecache` and joined too (only confirmed findings kept).
         instruments: replaces the default instruments (see :func:`default_instruments`).
         origin_depth: frames recorded by ``sys.set_coroutine_origin_tracking_depth``.
+        origin_tracking: ``"auto"`` (on from the first never-awaited coroutine),
+            ``"on"`` (from the start; about 1 us per coroutine created) or ``"off"``.
+        static: join the runtime findings with a static scan of the code involved.
     """
 
     def __init__(
@@ -172,6 +187,7 @@ class ProfileSession:
         static_source: dict[str, str] | None = None,
         instruments: Iterable[Instrument] | None = None,
         origin_depth: int = 12,
+        origin_tracking: str = "auto",
         static: bool = True,
     ) -> None:
         if threshold_ms <= 0 or interval_ms <= 0:
@@ -184,7 +200,10 @@ class ProfileSession:
         self.timeout_s = timeout_s
         self.cancel_leaked = cancel_leaked
         self.nest = nest
+        if origin_tracking not in ("auto", "on", "off"):
+            raise ValueError("origin_tracking must be 'auto', 'on' or 'off'")
         self.origin_depth = origin_depth
+        self.origin_tracking = origin_tracking
         self.static = static
         self._label = label or (lambda f: f)
         #: label -> code filename, for every label handed out (used by the static join)
@@ -223,6 +242,8 @@ class ProfileSession:
         self._findings: list[Finding] = []
         self._saved: dict[str, Any] = {}
         self._task_seq = 0
+        self._done_cb = self._task_done
+        self._named = hasattr(asyncio.Task, "get_name")
         self._wall0 = 0.0
 
     # -- helpers for instruments -----------------------------------------
@@ -335,41 +356,47 @@ class ProfileSession:
         return task_factory
 
     def _track(self, task: asyncio.Future, coro: Any) -> None:
+        # Hot path (once per task): keep it small; the row is completed at stop().
         frame = sys._getframe(2)
         under_timeout = False
-        while frame is not None and is_library_file(frame.f_code.co_filename):
-            under_timeout = under_timeout or frame.f_code.co_name == "wait_for"
+        lib = _lib_cache
+        while frame is not None:
+            code = frame.f_code
+            hit = lib.get(code.co_filename)
+            if hit is None:
+                hit = is_library_file(code.co_filename)
+            if not hit:
+                break
+            if code.co_name == "wait_for":
+                under_timeout = True
             frame = frame.f_back
         self._task_seq += 1
-        get_name = getattr(task, "get_name", None)
         row: dict[str, Any] = {
             "task_id": self._task_seq,
-            "name": get_name() if get_name else repr(task),
-            "coro": getattr(coro, "__qualname__", type(coro).__name__),
-            "created_at": "",  # filled from _file/created_line at stop()
-            "created_path": "",
-            "created_line": frame.f_lineno if frame else 0,
-            "start_s": self.now_s(),
-            "end_s": None,
-            "duration_ms": None,
+            "name": task.get_name() if self._named else repr(task),
+            "coro": getattr(coro, "__qualname__", None) or type(coro).__name__,
+            "created_line": frame.f_lineno if frame is not None else 0,
+            "start_s": time.perf_counter() - self.t0,
             "state": "pending",
-            "exception": "",
-            "exception_retrieved": None,
-            "await_stack": (),
-            "_file": frame.f_code.co_filename if frame else "",
+            "_file": frame.f_code.co_filename if frame is not None else "",
             "_under_timeout": under_timeout,
         }
-        self.tasks.add(task, row)  # type: ignore[arg-type]
-        task.add_done_callback(self._task_done)
-        for inst in self._hooked["task_created"]:
-            if inst.enabled:
-                self.call(inst, "task_created", task, row)
+        key = id(task)
+        tasks = self.tasks
+        tasks.rows.append(row)
+        tasks.by_id[key] = row
+        tasks.refs[key] = weakref.ref(task)
+        task.add_done_callback(self._done_cb)
+        if self._hooked["task_created"]:
+            for inst in self._hooked["task_created"]:
+                if inst.enabled:
+                    self.call(inst, "task_created", task, row)
 
     def _task_done(self, task: asyncio.Future) -> None:
         row = self.tasks.lookup(task)
         if row is None:
             return
-        row["end_s"] = self.now_s()
+        row["end_s"] = time.perf_counter() - self.t0
         row["duration_ms"] = (row["end_s"] - row["start_s"]) * 1000.0
         if task.cancelled():
             row["state"] = "cancelled"
@@ -508,6 +535,8 @@ class ProfileSession:
             if inst.enabled:
                 self.call(inst, "finish", report)
         for r in self.tasks.rows:
+            for k, v in _ROW_DEFAULTS.items():
+                r.setdefault(k, v)
             if r.get("_file"):
                 r["created_path"] = self.label(r["_file"])
                 r["created_at"] = f"{r['created_path']}:{r['created_line']}"
