@@ -238,7 +238,7 @@ class AsyncGenMonitor(Instrument):
         this = self
 
         def firstiter(agen: Any) -> None:
-            if this.active and len(this.gens) < _MAX:
+            if this.active:
                 try:
                     this._first(agen)
                 except Exception:  # pragma: no cover - defensive
@@ -270,10 +270,13 @@ class AsyncGenMonitor(Instrument):
             task = asyncio.current_task()
         except RuntimeError:
             pass
-        key = id(agen)
-        gens = self.gens
-        self.gens[key] = {
-            "ref": weakref.ref(agen, lambda _r, k=key: gens.pop(k, None) if k in gens and gens[k]["ref"] is _r else None),
+        if len(self.gens) >= _MAX:
+            # weak references die before the finalizer runs (gen_dealloc clears them first), so
+            # records are not dropped by a callback; dead ones are pruned here instead
+            for k in [k for k, r in self.gens.items() if r["ref"]() is None]:
+                del self.gens[k]
+        self.gens[id(agen)] = {
+            "ref": weakref.ref(agen),
             "qualname": getattr(agen, "__qualname__", type(agen).__name__),
             "file": caller.f_code.co_filename if caller is not None else "",
             "line": caller.f_lineno if caller is not None else 0,
@@ -285,7 +288,9 @@ class AsyncGenMonitor(Instrument):
 
     def _final(self, agen: Any) -> None:
         rec = self.gens.pop(id(agen), None)
-        if rec is None:
+        if rec is None or rec["qualname"] != getattr(agen, "__qualname__", ""):
+            return
+        if rec["ref"]() is not None and rec["ref"]() is not agen:
             return
         frame = getattr(agen, "ag_frame", None)
         rec = dict(rec)
