@@ -10,12 +10,12 @@ wait writes a row of :data:`~async_expert_ext.model.LOCK_COLUMNS`.
 
 Findings (``source="runtime"``):
 
-- ``lock-held-across-await`` (AEX960): an ``asyncio.Lock`` held for at least the
+- ``lock-held-across-await`` (AEX930): an ``asyncio.Lock`` held for at least the
   session threshold while other tasks waited for it. A waiter can only ever find
   the lock taken when the holder suspended with the lock held, so every wait is
   evidence of an ``await`` inside the critical section; the holder's await stack is
   sampled when a waiter arrives, to name what it was awaiting.
-- ``deadlock`` (AEX961), three shapes:
+- ``deadlock`` (AEX931), three shapes:
 
   1. a task waits on a ``Lock`` it holds itself (asyncio locks are not re-entrant),
      or on a ``Semaphore`` whose every holder is the waiting task (corpus 19: a
@@ -60,7 +60,7 @@ from .session import ProfileSession, is_library_file
 __all__ = ["ContentionMonitor", "CONTENTION_CODES"]
 
 #: Codes of the runtime findings of this module.
-CONTENTION_CODES = {"lock-held-across-await": "AEX960", "deadlock": "AEX961"}
+CONTENTION_CODES = {"lock-held-across-await": "AEX930", "deadlock": "AEX931"}
 
 _SYNC_DOC = "https://docs.python.org/3/library/asyncio-sync.html"
 _LOCK_DOC = "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Lock"

@@ -58,6 +58,12 @@ def default_instruments(session: ProfileSession) -> list[Instrument]:
         LoopReentry(),
         BlockingDetector(),
     ]
+    from .contention import ContentionMonitor  # contention/executors/threads/lifecycle import this module
+    from .executors import ExecutorMonitor
+    from .lifecycle import AsyncGenMonitor, CrossLoopMonitor, GatherMonitor
+    from .threads import ThreadsafeMonitor
+
+    out += [ContentionMonitor(), ExecutorMonitor(), ThreadsafeMonitor(), GatherMonitor(), AsyncGenMonitor(), CrossLoopMonitor()]
     if session.profile_enabled:
         out.append(PyinstrumentProfiler())
     return out

@@ -17,9 +17,9 @@ Each work item is wrapped to note when it was submitted, when a worker started i
 token) is busy, the workers' stacks are sampled once (``sys._current_frames()``,
 at most every 10 ms) to name the user line that keeps them busy.
 
-Findings: ``executor-exhaustion`` (AEX980) when work waited at least the session
-threshold for a worker; ``sync-endpoint-threadpool`` (AEX981) when that pool is anyio's
-and the work comes from Starlette/FastAPI; ``slow-endpoint`` (AEX982) for a sync
+Findings: ``executor-exhaustion`` (AEX940) when work waited at least the session
+threshold for a worker; ``sync-endpoint-threadpool`` (AEX941) when that pool is anyio's
+and the work comes from Starlette/FastAPI; ``slow-endpoint`` (AEX942) for a sync
 endpoint whose own run was short but which queued that long behind the others.
 The per-pool summary is ``LoopReport.tables["executor"]``.
 """
@@ -43,7 +43,7 @@ from .session import ProfileSession, is_library_file
 __all__ = ["ExecutorMonitor", "EXECUTOR_CODES", "EXECUTOR_COLUMNS"]
 
 #: Codes of the runtime findings of this module.
-EXECUTOR_CODES = {"executor-exhaustion": "AEX980", "sync-endpoint-threadpool": "AEX981", "slow-endpoint": "AEX982"}
+EXECUTOR_CODES = {"executor-exhaustion": "AEX940", "sync-endpoint-threadpool": "AEX941", "slow-endpoint": "AEX942"}
 
 #: Columns of ``LoopReport.tables["executor"]`` (one row per pool), times in ms.
 EXECUTOR_COLUMNS: dict[str, str] = {

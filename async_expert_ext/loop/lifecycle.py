@@ -1,7 +1,7 @@
 """Life-cycle mistakes seen at runtime: gather siblings left running, async generators
 abandoned without ``aclose()``, and objects used on the wrong event loop.
 
-- :class:`GatherMonitor` (``gather-partial-failure``, AEX962): ``asyncio.gather``
+- :class:`GatherMonitor` (``gather-partial-failure``, AEX960): ``asyncio.gather``
   without ``return_exceptions`` propagates the first error and leaves the other
   children running ("If return_exceptions is False, cancelling gather() after it has
   been marked done won't cancel any submitted awaitables",
@@ -11,7 +11,7 @@ abandoned without ``aclose()``, and objects used on the wrong event loop.
   children still running after a grace period (``max(100 ms, 2 x threshold)``) are
   reported at the gather call, which is also the creator line of those child tasks in
   the task table (corpus 22, https://github.com/python/asyncio/issues/238).
-- :class:`AsyncGenMonitor` (``async-generator-not-closed``, AEX963): ``sys.set_asyncgen_hooks``
+- :class:`AsyncGenMonitor` (``async-generator-not-closed``, AEX916): ``sys.set_asyncgen_hooks``
   for the session, chained to the loop's own hooks. ``firstiter`` notes the consumer
   line (the ``async for``); the ``finalizer`` runs when a generator that was neither
   exhausted nor closed is garbage-collected, i.e. its consumer moved on and its
@@ -20,7 +20,7 @@ abandoned without ``aclose()``, and objects used on the wrong event loop.
   has finished, is reported too. Source: PEP 525 ("Finalization"),
   https://docs.python.org/3/library/sys.html#sys.set_asyncgen_hooks, corpus 29
   (https://github.com/python/cpython/issues/88684).
-- :class:`CrossLoopMonitor` (``cross-loop-resource``, AEX964): RuntimeErrors such as
+- :class:`CrossLoopMonitor` (``cross-loop-resource``, AEX961): RuntimeErrors such as
   "... attached to a different loop", "... is bound to a different event loop" and
   "Event loop is closed" raised in tracked tasks, passed to the loop's exception
   handler, or raised by the profiled code itself; located at the innermost user line
@@ -43,9 +43,9 @@ __all__ = ["GatherMonitor", "AsyncGenMonitor", "CrossLoopMonitor", "LIFECYCLE_CO
 
 #: Codes of the runtime findings of this module.
 LIFECYCLE_CODES = {
-    "gather-partial-failure": "AEX962",
-    "async-generator-not-closed": "AEX963",
-    "cross-loop-resource": "AEX964",
+    "gather-partial-failure": "AEX960",
+    "async-generator-not-closed": "AEX916",  # assigned in session.RUNTIME_CODES
+    "cross-loop-resource": "AEX961",
 }
 
 _GATHER_DOC = "https://docs.python.org/3/library/asyncio-task.html#asyncio.gather"

@@ -47,6 +47,15 @@ RUNTIME_CODES: dict[str, str] = {
     "missing-timeout": "AEX915",
     "async-generator-not-closed": "AEX916",
     "cancelled-error-swallowed": "AEX917",
+    # contention.py, executors.py, threads.py, lifecycle.py
+    "lock-held-across-await": "AEX930",
+    "deadlock": "AEX931",
+    "executor-exhaustion": "AEX940",
+    "sync-endpoint-threadpool": "AEX941",
+    "slow-endpoint": "AEX942",
+    "threadsafe-misuse": "AEX950",
+    "gather-partial-failure": "AEX960",
+    "cross-loop-resource": "AEX961",
 }
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -517,6 +526,7 @@ class ProfileSession:
         if self.stopped:
             return self.report
         self.stopped = True
+        self.exc_value = exc  # the profiled code's exception, for instruments' before_uninstall/finish
         report = self.report
         report.seconds = time.perf_counter() - self.t0
         if exc is not None:

@@ -37,7 +37,7 @@ from .session import ProfileSession, is_library_file
 __all__ = ["ThreadsafeMonitor", "THREADSAFE_CODE", "CHECKED_METHODS"]
 
 #: Code of the runtime threadsafe-misuse finding.
-THREADSAFE_CODE = "AEX970"
+THREADSAFE_CODE = "AEX950"
 
 #: (class, method names) wrapped while a session runs.
 CHECKED_METHODS: tuple[tuple[type, tuple[str, ...]], ...] = (
