@@ -461,7 +461,7 @@ BLOCKING_COLUMNS: dict[str, str] = {
     "line": "int64",
     "function": "string",  # qualname of the function holding that line
     "snippet": "string",  # the source text of that line
-    "kind": "category",  # "blocking-call-in-async" | "cpu-bound-in-async" (cpu_ms >= 80% of duration)
+    "kind": "category",  # "blocking-call-in-async" | "cpu-bound-in-async" (cpu_ms >= 15% of duration)
     "cpu_ms": "float64",  # CPU time of the loop thread during the stall, ms
     "samples": "int64",  # stack samples taken during the stall
     "share": "float64",  # fraction (0-1) of the samples in which that line was on the stack

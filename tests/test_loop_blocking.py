@@ -1,0 +1,146 @@
+"""Blocking detection: injected blocks at known lines are found at those lines; clean runs report none."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from async_expert_ext.loop import profile
+
+HERE = Path(__file__).resolve()
+
+
+def line_of(marker: str) -> int:
+    for n, text in enumerate(HERE.read_text().splitlines(), 1):
+        if text.rstrip().endswith(f"# {marker}"):
+            return n
+    raise LookupError(marker)
+
+
+def spin(seconds: float) -> int:
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:  # SPIN
+        n += 1
+    return n
+
+
+async def sleeper(ms: int) -> None:
+    await asyncio.sleep(0.01)
+    time.sleep(ms / 1000)  # BLOCK-SLEEP
+    await asyncio.sleep(0)
+
+
+async def cruncher(ms: int) -> None:
+    await asyncio.sleep(0.01)
+    spin(ms / 1000)  # BLOCK-CPU
+    await asyncio.sleep(0)
+
+
+async def background_ticker(stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(0.005)
+
+
+async def injected() -> None:
+    stop = asyncio.Event()
+    ticker = asyncio.create_task(background_ticker(stop))
+    for ms in (60, 120, 300):
+        await sleeper(ms)
+        await asyncio.sleep(0.02)
+    for ms in (80, 200):
+        await cruncher(ms)
+        await asyncio.sleep(0.02)
+    time.sleep(0.1)  # BLOCK-MAIN
+    stop.set()
+    await ticker
+
+
+def run(coro, **options):
+    async def go():
+        return await profile(coro, profile=False, **options)
+
+    return asyncio.run(go())
+
+
+def test_injected_blocks_found_at_their_lines():
+    report = run(injected())
+    rows = report.blocking_records
+    sleep_line, main_line = line_of("BLOCK-SLEEP"), line_of("BLOCK-MAIN")
+    sleeps = [r for r in rows if r["line"] == sleep_line]
+    assert len(sleeps) == 3, rows
+    for r, ms in zip(sorted(sleeps, key=lambda r: r["start_s"]), (60, 120, 300)):
+        assert ms * 0.9 <= r["duration_ms"] <= ms * 1.5 + 30, r
+        assert r["kind"] == "blocking-call-in-async"
+        assert r["task"].startswith("Task-")  # the task that ran the step
+        assert r["location"].endswith(f"test_loop_blocking.py:{sleep_line}")
+        assert any("sleeper" in step for step in r["stack"])
+    # CPU-bound blocks: the innermost user line is inside spin(); the caller's line is on the stack
+    spins = [r for r in rows if r["line"] == line_of("SPIN")]
+    assert len(spins) == 2, rows
+    assert all(r["kind"] == "cpu-bound-in-async" for r in spins), spins
+    assert any(r["line"] == main_line for r in rows)
+    # findings: one per line and kind, located at the line, with the measured cost
+    by_line = {(f.kind, f.line): f for f in report.finding_list if f.source == "runtime" or f.extra.get("confirmed")}
+    assert ("blocking-call-in-async", sleep_line) in by_line
+    assert by_line[("blocking-call-in-async", sleep_line)].extra["events"] == 3
+    assert ("cpu-bound-in-async", line_of("SPIN")) in by_line
+    # nothing else was reported as blocking
+    assert {r["line"] for r in rows} <= {sleep_line, line_of("SPIN"), main_line}, rows
+
+
+def test_static_finding_confirmed_with_cost():
+    report = run(injected())
+    confirmed = [f for f in report.finding_list if f.extra.get("confirmed") and f.line == line_of("BLOCK-SLEEP")]
+    assert confirmed and confirmed[0].kind == "blocking-call-in-async" and confirmed[0].source == "static"
+    assert "blocked the loop 3 time(s)" in confirmed[0].extra["runtime"]
+
+
+async def small(i: int) -> int:
+    total = 0
+    for _ in range(3):
+        await asyncio.sleep(0)
+        total += sum(range(50))
+    return total + i
+
+
+async def clean_10k() -> int:
+    done = 0
+    for batch in range(50):  # 10,000 tasks, 200 at a time: no loop step does much work
+        tasks = [asyncio.create_task(small(batch * 200 + i)) for i in range(200)]
+        done += len(await asyncio.gather(*tasks))
+    return done
+
+
+def test_clean_run_of_10000_tasks_reports_no_blocking():
+    report = run(clean_10k())
+    assert report.blocking_records == []
+    assert not [f for f in report.finding_list if f.kind in ("blocking-call-in-async", "cpu-bound-in-async")]
+    assert len(report.task_records) == 10_000
+    assert {t["state"] for t in report.task_records} == {"done"}
+
+
+def test_lag_series_shows_the_stall():
+    async def main():
+        await asyncio.sleep(0.05)
+        time.sleep(0.15)
+        await asyncio.sleep(0.05)
+
+    report = run(main(), interval_ms=5)
+    lag = report.lag
+    assert list(lag.columns) == ["t_s", "lag_ms"]
+    assert str(lag["lag_ms"].dtype) == "float64"
+    assert lag["lag_ms"].max() >= 100
+    assert len(lag) >= 5
+
+
+def test_threshold_flag_changes_what_counts():
+    async def main():
+        await asyncio.sleep(0.01)
+        time.sleep(0.08)
+        await asyncio.sleep(0.01)
+
+    assert run(main(), threshold_ms=50).blocking_records
+    assert not run(main(), threshold_ms=200).blocking_records
