@@ -263,6 +263,7 @@ class ReportView:
         self.task_label = W.Label("")
         self.task_table = W.HTML()
         self.timeline = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.timeline.add_class("aex-timeline")
         self.timeline_note = W.HTML("<i>drawing the task timeline…</i>")
         self.task_page = 0
         self.task_state.observe(self._on_task_filter, names="value")
@@ -337,6 +338,7 @@ class ReportView:
         W = self._W
         blocks = self.report.blocking_records
         self.lag_image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self.lag_image.add_class("aex-lag-image")
         self.lag_note = W.HTML("<i>drawing the loop lag…</i>")
         self.blocks = W.Select(
             options=[
@@ -348,6 +350,8 @@ class ReportView:
             layout=W.Layout(width="100%"),
             description="blocking",
         )
+        self.blocks.index = None  # nothing selected until the user picks an event
+        self.blocks.add_class("aex-blocks")
         self.block_detail = W.HTML("<i>Select a blocking event to see its line and stack.</i>" if blocks else "<i>No blocking events.</i>")
         self.block_detail.add_class("aex-detail-pane")
         self.blocks.observe(self._on_block, names="value")
