@@ -585,3 +585,23 @@ def test_installed_framework_scan_does_not_crash_or_flood(pkg: object) -> None:
     # framework internals forward their caller's arguments (on_startup=on_startup,
     # dispatch=func): those are not uses, so the framework itself stays quiet
     assert family == [], [(f.code, f.path, f.line, f.message) for f in family]
+
+
+# ---------------------------------------------------------------------------
+# select / ignore: the family works without AEX1500, which only annotates
+
+
+def test_rules_work_when_the_collector_rule_is_not_selected() -> None:
+    # AEX1500 off: the first enabled rule of the family collects with a private walk
+    # (AEX1501 reads the blocking family's notes, so that family stays on here)
+    fs = scan(THREADPOOL, Settings(cache=False, ignore=("AEX1500",)))
+    assert sorted((f.code, f.line) for f in fs if f.code.startswith("AEX15")) == [
+        ("AEX1501", line_of(THREADPOOL, "# CALL")),
+        ("AEX1502", line_of(THREADPOOL, "# HEALTH")),
+        ("AEX1502", line_of(THREADPOOL, "# ITEMS")),
+    ]
+    no_context = Settings(cache=False, ignore=("AEX1500",))
+    fs = scan(ASYNC_ENDPOINT, no_context)
+    sleep = next(f for f in fs if f.line == line_of(ASYNC_ENDPOINT, "# SLEEP"))
+    assert sleep.code == "AEX101" and "fastapi" not in sleep.extra and not sleep.message.startswith("endpoint")
+    assert at(scan(MIDDLEWARE, Settings(cache=False, select=("AEX1503",))), "AEX1503") == [("basehttpmiddleware", line_of(MIDDLEWARE, "# AFTER"))]

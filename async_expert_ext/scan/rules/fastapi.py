@@ -193,67 +193,98 @@ def _body_nodes(fn: ast.AST) -> Iterable[ast.AST]:
 
 
 class _FastAPIRule(Rule):
-    """Base of the family: the first enabled FastAPI rule of a file collects the
-    framework facts (roles and per-function notes) for every rule of the family."""
+    """Base of the family. The framework facts (roles and per-function notes) are
+    collected during the walk by :class:`EndpointContext` (AEX1500), the only class
+    with hooks on hot node types. When AEX1500 is not enabled (``--select AEX1501``,
+    ``ignore = ["AEX1500"]``), the first enabled rule of the family collects them at
+    the end of the file with a second, private walk (:func:`_fallback_collect`)."""
 
     section = Section.FASTAPI
     kind = "fastapi-pattern"
 
-    # -- ownership ------------------------------------------------------------
     def visit_Module(self, node: ast.Module, ctx: FileContext) -> None:
         st = _state(ctx)
-        if st.owner is None:
+        if st.owner is None:  # EndpointContext (lowest code) claims first when enabled
             st.owner = self
-            if uses_framework(ctx):
-                _index_file(ctx, st)
-            _record_contextvars(ctx, node)
 
-    def _owns(self, ctx: FileContext) -> bool:
-        return _state(ctx).owner is self and uses_framework(ctx)
+    def finish(self, ctx: FileContext) -> None:
+        st = _state(ctx)
+        if st.owner is self and not isinstance(self, _Collector):
+            _fallback_collect(ctx)
 
-    # -- collection (owner only) -----------------------------------------------
+
+class _Collector(_FastAPIRule):
+    """The collection hooks (see :class:`_FastAPIRule`)."""
+
+    def visit_Module(self, node: ast.Module, ctx: FileContext) -> None:
+        st = _state(ctx)
+        st.owner = self
+        if uses_framework(ctx):
+            _index_file(ctx, st)
+        _record_contextvars(ctx, node)
+
     # Roles are collected in files that import the framework; the notes a dependency,
     # background task or helper module needs (yield shape, clients created, sync
-    # sessions, ContextVar use) in every file, since those may live in modules that
-    # never import fastapi.
+    # sessions, ContextVar use, await/loop/call counts) in every file, since those
+    # may live in modules that never import fastapi.
     def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
-        if _state(ctx).owner is self:
-            gated = uses_framework(ctx)
-            if gated:
-                _collect_function(ctx, node)
-            _function_notes(ctx, node, gated)
+        gated = uses_framework(ctx)
+        if gated:
+            _collect_function(ctx, node)
+        _function_notes(ctx, node, gated)
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        if _state(ctx).owner is self:
-            gated = uses_framework(ctx)
-            if gated:
-                _collect_function(ctx, node)
-            _function_notes(ctx, node, gated)
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
-        if _state(ctx).owner is self:
-            _collect_contextvar_use(ctx, node)
-            _call_notes(ctx, node)
-            if uses_framework(ctx):
-                _collect_call(ctx, node)
+        _count(ctx, 2)
+        _collect_contextvar_use(ctx, node)
+        _call_notes(ctx, node)
+        if uses_framework(ctx):
+            _collect_call(ctx, node)
+
+    def visit_For(self, node: ast.AST, ctx: FileContext) -> None:
+        _count(ctx, 1)
+
+    visit_While = visit_comprehension = visit_For
+
+    def visit_AsyncFor(self, node: ast.AST, ctx: FileContext) -> None:
+        _count(ctx, 0)
+
+    visit_AsyncWith = visit_AsyncFor
 
     def visit_Await(self, node: ast.Await, ctx: FileContext) -> None:
-        if not self._owns(ctx):
+        _count(ctx, 0)
+        if not uses_framework(ctx):
             return
         value = node.value
         fn = ctx.function
-        if fn is None:
+        fn_facts = fn.facts if fn is not None else None
+        if fn is None or fn_facts is None or not isinstance(value, ast.Call):
             return
-        fn_facts = fn.facts
-        if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in fn.params and fn_facts is not None:
+        if isinstance(value.func, ast.Name) and value.func.id in fn.params:
             fn_facts.notes.setdefault("fastapi.await_param", []).append((value.func.id, node.lineno, getattr(node, "end_lineno", node.lineno)))
-        if (
-            isinstance(value, ast.Call)
-            and isinstance(value.func, ast.Attribute)
-            and value.func.attr == "is_disconnected"
-            and fn_facts is not None
-        ):
+        if isinstance(value.func, ast.Attribute) and value.func.attr == "is_disconnected":
             fn_facts.notes.setdefault("fastapi.disconnect", []).append(_site(ctx, node))
+
+
+def _fallback_collect(ctx: FileContext) -> None:
+    """Collect the family's facts with a private walk of the file (AEX1500 disabled):
+    a fresh context walked by a collector only, whose notes and records are merged
+    into ``ctx`` (the main walk's function facts keep their own notes)."""
+    from ..context import Dispatch, walk_file
+
+    side = FileContext(ctx.path, ctx.module, ctx.source, ctx.tree, notebook=ctx.notebook, package=ctx.package, extra_blocking=ctx.extra_blocking)
+    side.module_aliases.update(ctx.module_aliases)
+    side.module_scope.types.update(ctx.module_scope.types)
+    result = walk_file(side, Dispatch([_Collector()]))
+    for qual, facts in result.funcs.items():
+        mine = ctx.funcs.get(qual)
+        if mine is None:
+            continue
+        for key, values in facts.notes.items():
+            if key.startswith("fastapi."):
+                mine.notes[key] = values
+    ctx.deferred.extend(d for d in result.deferred if d.check == "fastapi")
 
 
 def _passed_through(ctx: FileContext, value: ast.AST | None) -> bool:
@@ -266,13 +297,24 @@ def _passed_through(ctx: FileContext, value: ast.AST | None) -> bool:
     return value.id in {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)}
 
 
+def _count(ctx: FileContext, index: int) -> None:
+    """Count an await (0), loop (1) or call (2) in the coroutine function being walked."""
+    fn = ctx.function
+    if fn is None or not fn.is_async or fn.facts is None:
+        return
+    counts = fn.facts.notes.get("fastapi.counts")
+    if counts is None:
+        counts = fn.facts.notes["fastapi.counts"] = [[0, 0, 0]]
+    counts[0][index] += 1
+
+
 def _site(ctx: FileContext, node: ast.AST) -> tuple[int, int, int, str, str]:
     line = getattr(node, "lineno", 0)
     return (line, getattr(node, "col_offset", 0), getattr(node, "end_lineno", line) or line, ctx.line_text(line), ctx.symbol)
 
 
 @rule
-class EndpointContext(_FastAPIRule):
+class EndpointContext(_Collector):
     """Annotation of blocking findings in endpoints (see the module docstring)."""
 
     code = "AEX1500"
@@ -387,11 +429,9 @@ class BaseHTTPMiddlewareUsage(_FastAPIRule):
     references = (STARLETTE_MIDDLEWARE, STARLETTE_LIMITATIONS, STARLETTE_PURE_ASGI)
 
     def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
-        super().visit_FunctionDef(node, ctx)
         self._decorated(node, ctx)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        super().visit_AsyncFunctionDef(node, ctx)
         self._decorated(node, ctx)
 
     def _decorated(self, node: ast.AST, ctx: FileContext) -> None:
@@ -406,7 +446,6 @@ class BaseHTTPMiddlewareUsage(_FastAPIRule):
             self.report(ctx, node, what=f"middleware class `{node.name}`")
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
-        super().visit_Call(node, ctx)
         if not uses_framework(ctx) or not isinstance(node.func, ast.Attribute) or node.func.attr != "add_middleware" or not node.args:
             return
         if (ctx.resolve(node.args[0]) or "") in _BASE_HTTP and not _passed_through(ctx, _kw(node, "dispatch")):
@@ -499,11 +538,9 @@ class OnEventDeprecated(_FastAPIRule):
     references = (FASTAPI_LIFESPAN, STARLETTE_LIFESPAN)
 
     def visit_FunctionDef(self, node: ast.FunctionDef, ctx: FileContext) -> None:
-        super().visit_FunctionDef(node, ctx)
         self._decorated(node, ctx)
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
-        super().visit_AsyncFunctionDef(node, ctx)
         self._decorated(node, ctx)
 
     def _decorated(self, node: ast.AST, ctx: FileContext) -> None:
@@ -515,7 +552,6 @@ class OnEventDeprecated(_FastAPIRule):
                 self.report(ctx, d, what=f"`@{ast.unparse(d.func)}({event!r})`")
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
-        super().visit_Call(node, ctx)
         if not uses_framework(ctx):
             return
         func = node.func
@@ -696,6 +732,8 @@ def _collect_function(ctx: FileContext, node: ast.AST) -> None:
         if a.annotation is not None:
             sig_nodes.append(a.annotation)
     for sn in sig_nodes:
+        if not isinstance(sn, (ast.Call, ast.Subscript)):
+            continue  # Depends(...) is a call, or inside Annotated[...]
         for dep in _depends_in(ctx, sn):
             ctx.defer(
                 "fastapi", "AEX1500", dep, node, role="dependency",
@@ -730,34 +768,40 @@ def _lines(ctx: FileContext, node: ast.AST) -> dict[int, str]:
 
 
 def _shape(ctx: FileContext, fn: ast.AST) -> dict[str, Any]:
-    """What the linker needs to know about a function body (no AST at link time)."""
-    awaits = loops = stmts = 0
-    calls: list[str] = []
-    trivial = True
-    for n in _body_nodes(fn):
-        if isinstance(n, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
-            awaits += 1
-        elif isinstance(n, (ast.For, ast.While, ast.comprehension)):
-            loops += 1
-            trivial = False
-        elif isinstance(n, (ast.With, ast.Try, ast.Global, ast.Nonlocal)):
-            trivial = False
-        elif isinstance(n, ast.Call):
-            q = ctx.resolve(n.func) or dotted_name(n.func) or "?"  # not call_name: no memo before bindings exist
-            calls.append(q)
-            leaf = q.rpartition(".")[2]
-            if not (
-                q in ("builtins.dict", "builtins.list", "builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.len", "builtins.tuple")
-                or leaf.endswith("Response")
-                or leaf in ("now", "utcnow", "time", "monotonic", "perf_counter")
-            ):
-                trivial = False
-        if isinstance(n, ast.stmt):
-            stmts += 1
-    shape: dict[str, Any] = {"awaits": awaits, "loops": loops, "calls": len(calls), "stmts": stmts, "trivial": trivial and stmts <= 6}
-    y = _yield_shape(ctx, fn)
-    if y is not None:
-        shape["yield"] = y
+    """What the linker needs to know about a function body (no AST at link time):
+    for a coroutine function, how many awaits, loops and calls it has (background
+    tasks); for a small sync function, whether it is trivial (health-check-like
+    endpoints); for a generator, its yield shape (yield-dependencies)."""
+    shape: dict[str, Any] = {}
+    is_async = isinstance(fn, ast.AsyncFunctionDef)
+    body = getattr(fn, "body", [])
+    if is_async:
+        pass  # awaits/loops/calls are counted during the walk ("fastapi.counts", see _count)
+    else:
+        trivial = len(body) <= 6
+        stmts = 0
+        if trivial:
+            for n in _body_nodes(fn):
+                if isinstance(n, ast.stmt):
+                    stmts += 1
+                if isinstance(n, (ast.For, ast.While, ast.comprehension, ast.With, ast.Try, ast.Global, ast.Nonlocal)):
+                    trivial = False
+                elif isinstance(n, ast.Call):
+                    q = ctx.resolve(n.func) or dotted_name(n.func) or "?"  # not call_name: no memo before bindings exist
+                    leaf = q.rpartition(".")[2]
+                    if not (
+                        q in ("builtins.dict", "builtins.list", "builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.len", "builtins.tuple")
+                        or leaf.endswith("Response")
+                        or leaf in ("now", "utcnow", "time", "monotonic", "perf_counter")
+                    ):
+                        trivial = False
+                if not trivial:
+                    break
+        shape["trivial"] = trivial and stmts <= 6
+    if ctx.scope.facts is not None and ctx.scope.facts.is_generator:
+        y = _yield_shape(ctx, fn)
+        if y is not None:
+            shape["yield"] = y
     return shape
 
 
@@ -1313,8 +1357,9 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
                 extra={"fastapi": {"role": "dependency", "route": dep.route}},
             )
         bg = _first(roles, "background")
-        if bg is not None and f.is_async and shape and shape.get("awaits", 1) == 0 and (shape.get("loops") or shape.get("calls")):
-            work = "loop" if shape.get("loops") else "synchronous calls"
+        awaits, loops, calls = (f.notes.get("fastapi.counts") or [[0, 0, 0]])[0]
+        if bg is not None and f.is_async and awaits == 0 and (loops or calls):
+            work = "loop" if loops else "synchronous calls"
             yield BackgroundTaskOnLoop().make_finding(
                 path=f.path, line=f.line, symbol=_symbol(program, f), snippet="",
                 message=BackgroundTaskOnLoop.message.format(func=_name(an, q), work=work),
@@ -1361,6 +1406,17 @@ _STREAM_EXAMPLE = (
 )
 
 
+def _enabled(settings: Any, cls: type[Rule]) -> bool:
+    """Whether ``settings`` (select/ignore) leave rule ``cls`` enabled."""
+    if settings is None:
+        return True
+    from ..runner import _matches
+
+    select = tuple(getattr(settings, "select", ()) or ())
+    ignore = tuple(getattr(settings, "ignore", ()) or ())
+    return (not select or _matches(cls, select)) and not (ignore and _matches(cls, ignore))
+
+
 @refiner("fastapi-endpoint-context")
 def annotate_endpoint_findings(findings: list[Finding], program: Program, settings: Any = None) -> list[Finding]:
     """Give blocking findings that run in a request their FastAPI context (AEX1500).
@@ -1393,6 +1449,7 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
         return findings
     modules = {r.path: r.module for r in program.results}
     overrides = getattr(settings, "rule_severity", None) or {}
+    annotate = _enabled(settings, EndpointContext)
     out: list[Finding] = []
     for f in findings:
         if f.kind == "async-without-await" and f.path in modules and f.symbol:
@@ -1401,7 +1458,7 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
                 # FastAPI awaits it on the loop: `async def` without await is the fast path there
                 # (a plain `def` would take a threadpool token), so the hint is wrong in this context
                 continue
-        if f.kind not in _ANNOTATED_KINDS or f.code.startswith("AEX15") or not f.symbol or f.path not in modules:
+        if not annotate or f.kind not in _ANNOTATED_KINDS or f.code.startswith("AEX15") or not f.symbol or f.path not in modules:
             out.append(f)
             continue
         hit = an.context.get(f"{modules[f.path]}.{f.symbol}")
