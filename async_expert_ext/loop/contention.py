@@ -69,6 +69,16 @@ _MAX_ROWS = 50_000
 _MAX_CHAIN = 24
 _AENTER = asyncio.locks._ContextManagerMixin.__aenter__.__code__  # type: ignore[attr-defined]
 _ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+_TASK_BOTTOM = frozenset(
+    c
+    for c in (
+        getattr(asyncio.tasks.Task, "_Task__step", None),
+        getattr(asyncio.tasks.Task, "_Task__wakeup", None),
+        getattr(asyncio.events.Handle, "_run", None),
+    )
+    if c is not None
+    for c in [c.__code__]
+)
 _LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 
 # (class, attribute) pairs patched for the session
@@ -222,6 +232,8 @@ class ContentionMonitor(Instrument):
         f = user
         while f is not None and len(chain) < _MAX_CHAIN:
             code = f.f_code
+            if code in _TASK_BOTTOM:
+                break  # the bottom of this task's stack: what is below runs the loop
             if not is_library_file(code.co_filename):
                 chain.append((code.co_filename, f.f_lineno, code.co_qualname))
             f = f.f_back
@@ -440,9 +452,11 @@ class ContentionMonitor(Instrument):
         fn, line, func = rec["file"], rec["line"], rec["func"]
         # the lock is taken again by the function that holds it, reached through a
         # call chain: locate the call that re-entered it
-        if holder_code is not None and chain and chain[0][2] == holder_code.co_qualname and len(chain) > 1:
-            if chain[0][0] == holder_code.co_filename:
-                fn, line, func = chain[1]
+        def same(entry: tuple[str, int, str]) -> bool:
+            return holder_code is not None and entry[0] == holder_code.co_filename and entry[2] == holder_code.co_qualname
+
+        if chain and same(chain[0]) and any(same(e) for e in chain[1:]):
+            fn, line, func = chain[1]
         key = (fn, line)
         if not fn or key in self.deadlocks:
             return
