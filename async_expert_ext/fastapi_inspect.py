@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable
 from .config import Settings
 from .model import Finding, ScanReport
 
-__all__ = ["inspect_app", "AppInspection", "RouteInfo", "DependencyInfo", "MiddlewareInfo", "ROUTE_COLUMNS", "is_app"]
+__all__ = ["ROUTE_COLUMNS", "AppInspection", "DependencyInfo", "MiddlewareInfo", "RouteInfo", "classify", "inspect_app", "is_app"]
 
 #: Columns of :meth:`AppInspection.frame`, with their pandas dtypes.
 ROUTE_COLUMNS: dict[str, str] = {
@@ -268,7 +268,7 @@ def classify(call: Any) -> tuple[bool, bool]:
     if inspect.isclass(fn):
         return False, False
     if not (inspect.isfunction(fn) or inspect.ismethod(fn)) and callable(fn):
-        fn = _unwrap(getattr(fn, "__call__", fn))  # noqa: B004
+        fn = _unwrap(type(fn).__call__)
     if inspect.isasyncgenfunction(fn):
         return True, True
     if inspect.isgeneratorfunction(fn):
@@ -280,7 +280,7 @@ def _source_span(fn: Any) -> tuple[str, int, int] | None:
     """``(file, first line, last line)`` of a function or class definition."""
     fn = _unwrap(fn)
     if not (inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isclass(fn)):
-        fn = getattr(type(fn), "__call__", None) if callable(fn) else None
+        fn = type(fn).__call__ if callable(fn) else None
         if fn is None:
             return None
     try:
@@ -516,10 +516,10 @@ def _attribute(report: ScanReport, routes: list[RouteInfo], middleware: list[Mid
         fns = [fn for fn in fns if fn is not None]
         short = r.endpoint.rpartition(".")[2]
         for f in report.findings:
-            ctx = f.extra.get("fastapi") if isinstance(f.extra, dict) or hasattr(f.extra, "get") else None
-            by_context = bool(ctx) and (
-                (ctx.get("route") == r.path and (not ctx.get("methods") or set(ctx.get("methods")) & set(r.methods)))
-                or (ctx.get("function") or ctx.get("endpoint")) == short
+            fctx: dict[str, Any] = dict(f.extra.get("fastapi") or {})
+            by_context = bool(fctx) and (
+                (fctx.get("route") == r.path and (not fctx.get("methods") or bool(set(fctx["methods"]) & set(r.methods))))
+                or (fctx.get("function") or fctx.get("endpoint")) == short
             )
             if by_context or any(inside(f, fn) for fn in fns):
                 r.findings.append(f)

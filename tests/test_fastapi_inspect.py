@@ -16,7 +16,13 @@ import pytest
 from corpus_util import CORPUS
 
 from async_expert_ext.config import Settings
-from async_expert_ext.fastapi_inspect import ROUTE_COLUMNS, AppInspection, classify, inspect_app, is_app
+from async_expert_ext.fastapi_inspect import (
+    ROUTE_COLUMNS,
+    AppInspection,
+    classify,
+    inspect_app,
+    is_app,
+)
 from async_expert_ext.scan.runner import scan_cells
 
 SETTINGS = Settings(cache=False)
@@ -205,7 +211,7 @@ def test_app_built_in_cells_uses_the_given_report() -> None:
         """
     )
     ns: dict = {"__name__": "__main__"}
-    exec(compile(src, "<cell-1>", "exec"), ns)
+    exec(compile(src, "<cell-1>", "exec"), ns)  # noqa: S102 - an app built the way a notebook cell builds it
     report = scan_cells([("In[1]", src)], SETTINGS)
     insp = inspect_app(ns["app"], settings=SETTINGS, report=report)
     assert [(f.code, f.line) for f in next(r for r in insp.routes if r.path == "/slow").findings] == [("AEX101", 9)]
@@ -242,3 +248,14 @@ def test_classify() -> None:
         async def __call__(self) -> None: ...
 
     assert [classify(x) for x in (a, s, g, ag, C(), C)] == [(True, False), (False, False), (False, True), (True, True), (True, False), (False, False)]
+
+
+def test_async_scan_app_hook_uses_the_inspection() -> None:
+    from async_expert_ext.magics.scan import _scan_app
+
+    app = load_corpus("09_basehttpmiddleware_contextvar_lost.py").app
+    report = _scan_app(app, name="app", settings=SETTINGS, ip=None)
+    assert report.target == "app"
+    assert sorted((f.code, f.line) for f in report.findings) == [("AEX1503", 44), ("AEX1504", 41)]
+    insp = report.app_inspection  # type: ignore[attr-defined]
+    assert isinstance(insp, AppInspection) and [r.path for r in insp.routes] == ["/items"]
