@@ -239,8 +239,8 @@ class BlockingDetector(Instrument):
             if i == 0 and len(runs) > 1 and run[0][0] - since > self.sample_after + 2 * self.sample_every:
                 begin = run[0][0] - half  # the stretch began with other, short handles
             duration = stop - begin
-            if duration < self.threshold or _own_callback(run[0][4]):
-                continue  # short, or one of the instruments' own callbacks
+            if duration < self.threshold or (not run[0][3] and _own_callback(run[0][4])):
+                continue  # short, or one of the instruments' own callbacks (not a task step)
             if len(run) >= 2 and run[-1][0] > run[0][0] and self.cpu_clock is not None:
                 ratio = (run[-1][1] - run[0][1]) / (run[-1][0] - run[0][0])
             else:
