@@ -24,6 +24,7 @@ from ..context import FileContext, dotted_name
 from ..registry import Rule, rule
 from .blocking import ASYNCIO_DEV, TO_THREAD, call_name, is_awaited
 from .locks import has_await, walk_body
+from .sessions import is_request_handler
 
 EVENT_DOC = "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Event"
 COROUTINES_DOC = "https://docs.python.org/3/library/asyncio-task.html#coroutines"
@@ -150,11 +151,13 @@ class AsyncWithoutAwait(Rule):
 
     def __init__(self, severity: Severity | None = None) -> None:
         super().__init__(severity)
-        self._candidates: list[tuple[ast.AsyncFunctionDef, str]] = []
+        self._candidates: list[tuple[ast.AsyncFunctionDef, str, bool]] = []
 
     def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef, ctx: FileContext) -> None:
         if node.name.startswith("__") and node.name.endswith("__"):
             return
+        if node.name.startswith("test") or ctx.path.rpartition("/")[2].startswith(("test_", "conftest")):
+            return  # tests and fixtures: the runner (pytest-asyncio, anyio, trio) needs a coroutine function
         if any((dotted_name(d) or "") not in _TRANSPARENT_DECORATORS for d in node.decorator_list):
             return
         if _is_stub(node.body):
@@ -168,15 +171,20 @@ class AsyncWithoutAwait(Rule):
                 return
         if has_await(node.body) or _is_async_generator(node):
             return
-        self._candidates.append((node, fn.symbol if fn is not None else node.name))
+        if is_request_handler(node, ctx):
+            return  # an ASGI/aiohttp handler or exception handler registered elsewhere
+        self._candidates.append((node, fn.symbol if fn is not None else node.name, bool(fn is not None and fn.class_name)))
 
     def finish(self, ctx: FileContext) -> None:
         if not self._candidates:
             return
         referenced = _referenced_names(ctx.tree)
-        for node, symbol in self._candidates:
+        overridden = _subclass_method_names(ctx)
+        for node, symbol, is_method in self._candidates:
             if node.name in referenced:
                 continue  # passed as a callback / registered: the caller needs a coroutine function
+            if is_method and node.name in overridden:
+                continue  # a base implementation that subclasses override with real async work
             ctx.add(
                 self.make_finding(
                     path=ctx.path,
@@ -191,8 +199,27 @@ class AsyncWithoutAwait(Rule):
         self._candidates = []
 
 
+_PROTOCOL_NAMES = frozenset(
+    {"handle", "dispatch", "run", "start", "stop", "close", "aclose", "connect", "send", "receive", "process",
+     "acquire", "release", "wait", "get", "put", "read", "write", "flush", "drain", "shutdown", "cancel"}
+)
+
+
 def _uses_protocol_name(name: str) -> bool:
-    return name in ("handle", "dispatch", "run", "start", "stop", "close", "aclose", "connect", "send", "receive", "process")
+    """Method names of async interfaces (lock, stream, transport): a sync-looking
+    implementation keeps the interface awaitable."""
+    return name in _PROTOCOL_NAMES
+
+
+def _subclass_method_names(ctx: FileContext) -> set[str]:
+    """Names of the methods defined in classes that have bases (overrides)."""
+    out: set[str] = set()
+    for n in ast.walk(ctx.tree):
+        if isinstance(n, ast.ClassDef) and (n.bases or n.keywords):
+            for item in n.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    out.add(item.name)
+    return out
 
 
 def _is_async_generator(node: ast.AsyncFunctionDef) -> bool:
@@ -237,8 +264,8 @@ _SERIALIZERS = frozenset(
         "copy.deepcopy",
     }
 )
-_HASHES = ("hashlib.sha1", "hashlib.sha256", "hashlib.sha512", "hashlib.md5", "hashlib.blake2b", "hashlib.sha3_256", "hashlib.new", "hashlib.file_digest")
-_HASH_METHODS = ("update",)
+#: hashing a whole file object in one call (small-string digests are too cheap to mention).
+_HASHES = ("hashlib.file_digest",)
 
 
 @rule

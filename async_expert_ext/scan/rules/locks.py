@@ -270,10 +270,12 @@ class SyncLockInAsync(Rule):
                     held=f" and holds it across the await at line {first.lineno}",  # type: ignore[attr-defined]
                 )
             else:
+                # a short critical section shared with threads: usually fine, a hint only
                 self.report(
                     ctx,
                     node,
-                    confidence=Confidence.MEDIUM,
+                    severity=Severity.INFO,
+                    confidence=Confidence.LOW,
                     lock=lock,
                     typ=typ,
                     held="; the loop blocks while another thread holds it",

@@ -56,7 +56,7 @@ LOOP_RUNNERS = frozenset(
 )
 
 #: loop methods that must be called from the loop's own thread.
-NOT_THREADSAFE = frozenset({"call_soon", "call_later", "call_at", "stop", "create_task", "close", "add_reader", "add_writer", "remove_reader", "remove_writer", "create_future"})
+NOT_THREADSAFE = frozenset({"call_soon", "call_later", "call_at", "stop", "create_task", "add_reader", "add_writer", "remove_reader", "remove_writer", "create_future"})
 
 _NOT_LOCAL = ("asyncio.", "builtins.", "anyio.", "trio.", "typing.", "functools.", "contextlib.", "logging.", "threading.")
 
@@ -361,7 +361,7 @@ def _owned_loops(fn_node: ast.AST) -> set[str]:
     for n in walk_body(getattr(fn_node, "body", [])):
         if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call):
             callee = dotted_name(n.value.func) or ""
-            if callee.endswith("new_event_loop") or callee.endswith("get_loop"):
+            if callee.rpartition(".")[2] in ("new_event_loop", "get_event_loop", "get_loop", "EventLoop", "SelectorEventLoop", "ProactorEventLoop", "IOLoop"):
                 for t in n.targets:
                     if dotted_name(t):
                         owned.add(dotted_name(t))  # type: ignore[arg-type]

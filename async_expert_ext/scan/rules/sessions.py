@@ -49,7 +49,7 @@ _ROUTE_ATTRS = frozenset({"get", "post", "put", "patch", "delete", "head", "opti
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
-def _is_request_handler(fn_node: ast.AST, ctx: FileContext) -> bool:
+def is_request_handler(fn_node: ast.AST, ctx: FileContext) -> bool:
     """A route handler: decorated with ``@app.get(...)``/``@router.post``/``@routes.get``, or
     taking a ``request``/``Request`` first parameter (aiohttp, Starlette)."""
     for d in getattr(fn_node, "decorator_list", ()):
@@ -196,7 +196,7 @@ class UnclosedSession(_SessionRule):
             return  # module level: one session for the program (or a notebook's namespace)
         parent = ctx.parent
         loop = _in_loop(ctx)
-        handler = _is_request_handler(fn.node, ctx)
+        handler = is_request_handler(fn.node, ctx)
         where = "created per loop iteration and " if loop is not None else ("created per request and " if handler else "")
         shown = ctor
         if isinstance(parent, ast.withitem):

@@ -95,6 +95,14 @@ def under_timeout(ctx: FileContext) -> bool:
     return False
 
 
+#: functions that are themselves read/connect primitives (stream wrappers, transports).
+_WRAPPER_NAMES = frozenset(
+    {"read", "readline", "readexactly", "readuntil", "recv", "receive", "receive_some", "receive_bytes",
+     "receive_text", "receive_json", "receive_str", "recv_into", "__anext__", "connect", "open_connection",
+     "connect_tcp", "connect_unix", "_connect", "create_connection"}
+)
+
+
 class _MissingTimeout(Rule):
     kind = "missing-timeout"
     severity = Severity.WARNING
@@ -113,7 +121,11 @@ class _MissingTimeout(Rule):
             return
         if under_timeout(ctx):
             return
-        self.report(ctx, call, name=dotted_name(call.func) or q, what=self.table[q])
+        fn = ctx.function
+        if fn is not None and fn.name.lstrip("_") in _WRAPPER_NAMES:
+            return  # a read primitive wrapping another: the timeout belongs to its callers
+        shown = dotted_name(call.func) or q.replace("asyncio.AbstractEventLoop.", "loop.")
+        self.report(ctx, call, name=shown, what=self.table[q])
 
 
 @rule
