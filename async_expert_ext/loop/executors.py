@@ -14,8 +14,9 @@ anyio's worker threads (Starlette/FastAPI sync endpoints and dependencies).
 
 Each work item is wrapped to note when it was submitted, when a worker started it
 (the queue wait) and when it ended. When an item is submitted while every worker (or
-token) is busy, the workers' stacks are sampled once (``sys._current_frames()``,
-at most every 10 ms) to name the user line that keeps them busy.
+token) is busy, and every ``threshold / 2`` while a pool is full with work queued, the
+workers' stacks are sampled (``sys._current_frames()``, at most every 10 ms per pool)
+to name the user line that keeps them busy.
 
 Findings: ``executor-exhaustion`` (AEX940) when work waited at least the session
 threshold for a worker; ``sync-endpoint-threadpool`` (AEX941) when that pool is anyio's
@@ -197,9 +198,26 @@ class ExecutorMonitor(Instrument):
             wrapper = classmethod(run_sync_in_worker_thread)
             setattr(cls, "run_sync_in_worker_thread", wrapper)
             self.saved_anyio_wrapper = wrapper
+        assert session.loop is not None
+        self.tick_every = max(0.01, self.threshold / 2.0)
+        self.tick_handle = session.loop.call_later(self.tick_every, self._tick)
+
+    def _tick(self) -> None:
+        """While a pool is full and work is queued, sample what its workers run."""
+        if not self.active or not self.session.active:
+            return
+        for pool in self.pool_list:
+            if pool.workers and pool.busy >= pool.workers and pool.submitted > pool.started:
+                self._snapshot(pool)
+        loop = self.session.loop
+        assert loop is not None
+        self.tick_handle = loop.call_later(self.tick_every, self._tick)
 
     def uninstall(self, session: ProfileSession) -> None:
         self.active = False
+        h = getattr(self, "tick_handle", None)
+        if h is not None:
+            h.cancel()
         for (cls, attr), orig in self.saved.items():
             current = cls.__dict__.get(attr)
             fn = current.__func__ if isinstance(current, classmethod) else current
