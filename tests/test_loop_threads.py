@@ -1,0 +1,150 @@
+"""ThreadsafeMonitor: loop methods called from a thread that is not the loop's."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+
+import pytest
+
+from async_expert_ext.commands.profile import profile_file
+from async_expert_ext.loop import profile
+from async_expert_ext.loop.threads import CHECKED_METHODS, ThreadsafeMonitor
+
+from corpus_util import CORPUS, corpus_expected
+
+
+def line_of(fn, marker: str) -> int:
+    lines, first = inspect.getsourcelines(fn)
+    for i, text in enumerate(lines):
+        if f"# {marker}" in text:
+            return first + i
+    raise AssertionError(f"marker {marker!r} not in {fn.__name__}")
+
+
+def run(coro_fn, *, instruments=None, **options):
+    async def main():
+        p = profile(coro_fn(), static=False, profile=False, instruments=instruments, **options)
+        try:
+            await p
+        except BaseException as exc:  # noqa: BLE001
+            return p.report, exc
+        return p.report, None
+
+    return asyncio.run(main())
+
+
+def findings(report, kind="threadsafe-misuse"):
+    return [f for f in report.finding_list if f.kind == kind]
+
+
+def originals():
+    return {(cls, name): cls.__dict__[name] for cls, names in CHECKED_METHODS for name in names}
+
+
+def test_corpus_27_stop_and_call_soon_from_threads_on_a_loop_created_in_a_worker():
+    name = "27_loop_stop_from_another_thread.py"
+    expected = sorted(line for f in corpus_expected()[name]["findings"] if f["kind"] == "threadsafe-misuse" for line in f["lines"])
+    report, exc = profile_file(str(CORPUS / name), profile=False, static=False)
+    assert exc is None
+    found = findings(report)
+    assert sorted(f.line for f in found) == expected == [19, 24]
+    by_line = {f.line: f for f in found}
+    assert by_line[19].extra["method"] == "stop" and by_line[24].extra["method"] == "call_soon"
+    assert by_line[19].extra["loop"] == "other"  # the loop run() created in its worker thread
+    assert "call_soon_threadsafe(loop.stop)" in by_line[19].fix_example
+    assert all(f.code == "AEX950" and f.source == "runtime" and f.references for f in found)
+    assert {r["method"] for r in report.tables["threadsafe"]} == {"stop", "call_soon"}
+
+
+def _from_thread(loop: asyncio.AbstractEventLoop, seen: list) -> None:
+    loop.call_soon(seen.append, 1)  # CALL_SOON
+    loop.call_later(0.01, seen.append, 2)  # CALL_LATER
+
+
+async def _misuse_on_profiled_loop() -> list:
+    loop = asyncio.get_running_loop()
+    seen: list = []
+    t = threading.Thread(target=_from_thread, args=(loop, seen))
+    t.start()
+    t.join()
+    await asyncio.sleep(0.05)
+    return seen
+
+
+def test_call_soon_and_call_later_from_a_thread_on_the_profiled_loop():
+    report, exc = run(_misuse_on_profiled_loop)
+    assert exc is None
+    found = findings(report)
+    assert sorted(f.line for f in found) == [line_of(_from_thread, "CALL_SOON"), line_of(_from_thread, "CALL_LATER")]
+    assert {f.extra["loop"] for f in found} == {"profiled"}
+    # call_later -> call_at inside asyncio is not counted twice
+    assert sorted(r["method"] for r in report.tables["threadsafe"]) == ["call_later", "call_soon"]
+
+
+async def _correct_thread_use() -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    async def job() -> int:
+        return 1
+
+    def worker() -> None:
+        loop.call_soon_threadsafe(done.set)
+        assert asyncio.run_coroutine_threadsafe(job(), loop).result(timeout=5) == 1
+        other = asyncio.new_event_loop()  # not running: setting it up from this thread is fine
+        other.call_soon(lambda: None)
+        other.call_later(1, lambda: None)
+        other.close()
+
+    await asyncio.gather(asyncio.to_thread(worker), done.wait())
+    await loop.run_in_executor(None, lambda: None)
+    for _ in range(1000):
+        loop.call_soon(lambda: None)
+        await asyncio.sleep(0)
+
+
+def test_correct_thread_use_reports_nothing():
+    report, exc = run(_correct_thread_use)
+    assert exc is None
+    assert findings(report) == []
+    assert "threadsafe" not in report.tables
+
+
+def test_class_attributes_are_restored_after_every_ending():
+    before = originals()
+
+    async def boom() -> None:
+        raise ValueError("boom")
+
+    _r, exc = run(boom)
+    assert isinstance(exc, ValueError) and originals() == before
+
+    async def interrupted() -> None:
+        async with profile(static=False, profile=False):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(interrupted())
+    assert originals() == before
+
+    async def hangs() -> None:
+        await asyncio.sleep(10)
+
+    report, _ = run(hangs, timeout_s=0.1)
+    assert report.timed_out and originals() == before
+    run(_misuse_on_profiled_loop)
+    assert originals() == before
+    assert asyncio.base_events.BaseEventLoop.call_soon.__module__ == "asyncio.base_events"
+
+
+def test_no_report_after_the_session_even_through_kept_references():
+    mon = ThreadsafeMonitor()
+
+    async def main() -> None:
+        async with profile(static=False, profile=False, instruments=[mon]):
+            pass
+        await _misuse_on_profiled_loop()
+
+    asyncio.run(main())
+    assert mon.calls == []
