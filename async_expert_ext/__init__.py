@@ -17,6 +17,8 @@ __all__ = [
     "Finding",
     "ScanReport",
     "Severity",
+    "profile",
+    "LoopReport",
 ]
 
 
@@ -52,8 +54,21 @@ def scan(target: Any, **settings: Any) -> Any:
     return scan_paths(paths, s)
 
 
+def profile(awaitable: Any = None, **options: Any) -> Any:
+    """Profile code on the running event loop: ``async with profile() as report: ...``
+    or ``report = await profile(main())``. See :func:`async_expert_ext.loop.profile`
+    for the options (``threshold_ms``, ``interval_ms``, ``profile``, ``timeout_s`` ...).
+
+    Raises:
+        ValueError: for a non-positive threshold, interval or timeout.
+    """
+    from .loop import profile as _profile
+
+    return _profile(awaitable, **options)
+
+
 def __getattr__(name: str) -> Any:
-    if name in ("Finding", "ScanReport", "Severity"):
+    if name in ("Finding", "ScanReport", "Severity", "LoopReport"):
         from . import model
 
         return getattr(model, name)

@@ -27,6 +27,7 @@ RUNTIME_KINDS = {
     "fire-and-forget-task",
     "event-loop-already-running",
     "missing-timeout",
+    "cancelled-error-swallowed",
 }
 
 CASES = [

@@ -276,3 +276,37 @@ def test_session_arguments_are_checked():
         ProfileSession(timeout_s=-1)
     with pytest.raises(ValueError):
         ProfileSession(origin_tracking="sometimes")
+
+
+async def swallows(q: asyncio.Queue) -> str:
+    while True:
+        try:
+            return await q.get()
+        except asyncio.CancelledError:  # SWALLOW
+            continue
+
+
+async def cleans_up_and_reraises(q: asyncio.Queue) -> str:
+    try:
+        return await q.get()
+    except asyncio.CancelledError:
+        await asyncio.sleep(0)
+        raise
+
+
+def test_cancelled_error_swallowed_only_when_cancellation_is_lost():
+    async def main():
+        q1: asyncio.Queue = asyncio.Queue()
+        q2: asyncio.Queue = asyncio.Queue()
+        a = asyncio.create_task(swallows(q1))
+        b = asyncio.create_task(cleans_up_and_reraises(q2))
+        await asyncio.sleep(0.01)
+        a.cancel()
+        b.cancel()
+        await asyncio.sleep(0.01)
+        q1.put_nowait("done anyway")
+        await asyncio.gather(a, b, return_exceptions=True)
+
+    report, _ = run(main())
+    hits = [f for f in report.finding_list if f.kind == "cancelled-error-swallowed" and (f.source == "runtime" or f.extra.get("confirmed"))]
+    assert [f.line for f in hits] == [line_of("SWALLOW")]

@@ -415,6 +415,59 @@ def _callback_frame(stack: tuple[tuple[str, int, str], ...]) -> str:
     return stack[-1][2] if stack else ""
 
 
+_swallow_cache: dict[Any, tuple[int, ...]] = {}
+
+
+def _swallowing_handlers(code: Any) -> tuple[int, ...]:
+    """Lines of the ``except`` clauses in ``code``'s function that catch
+    CancelledError (by name, ``BaseException`` or bare) and contain no ``raise``."""
+    hit = _swallow_cache.get(code)
+    if hit is not None:
+        return hit
+    import ast
+    import linecache
+    import textwrap
+
+    out: list[int] = []
+    lines = linecache.getlines(code.co_filename)
+    start = code.co_firstlineno
+    try:
+        block = textwrap.dedent("".join(_function_block(lines, start)))
+        tree = ast.parse(block)
+    except (SyntaxError, ValueError, IndexError):
+        tree = None
+    if tree is not None:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Try):
+                continue
+            for h in node.handlers:
+                names = set()
+                if h.type is None:
+                    names.add("")
+                else:
+                    for t in h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]:
+                        names.add(t.attr if isinstance(t, ast.Attribute) else getattr(t, "id", ""))
+                if not names & {"", "CancelledError", "BaseException"}:
+                    continue
+                if any(isinstance(n, ast.Raise) for n in ast.walk(h)):
+                    continue
+                out.append(h.lineno + start - 1)
+    _swallow_cache[code] = tuple(out)
+    return _swallow_cache[code]
+
+
+def _function_block(lines: list[str], start: int) -> list[str]:
+    """The source lines of the function starting at line ``start`` (decorators skipped)."""
+    first = lines[start - 1]
+    indent = len(first) - len(first.lstrip())
+    out = [first]
+    for text in lines[start:]:
+        if text.strip() and len(text) - len(text.lstrip()) <= indent and not text.lstrip().startswith(("#", ")")):
+            break
+        out.append(text)
+    return out
+
+
 def _own_callback(stack: tuple[tuple[str, int, str], ...]) -> bool:
     """True when the running handle is a callback of this package (an instrument's)."""
     for i, (fn, _ln, q) in enumerate(stack):
@@ -460,6 +513,12 @@ class TaskTracker(Instrument):
     - ``fire-and-forget-task``: "Task was destroyed but it is pending!" while the loop ran.
     - ``missing-timeout``: pending at ``--timeout``, or suspended at the same I/O await
       for longer than ``stuck_s`` (default 1 s) with no timeout armed.
+    - ``cancelled-error-swallowed``: a task whose cancellation was requested
+      (``Task.cancelling() > 0``, Python >= 3.11) that finished normally or failed
+      with another exception, or was still running at the end; located at the
+      ``except`` clause of its coroutine function that catches ``CancelledError``
+      (or ``BaseException``, or bare) and does not re-raise.
+      https://docs.python.org/3/library/asyncio-task.html#task-cancellation
 
     Source of the never-retrieved and destroyed-pending messages:
     https://docs.python.org/3/library/asyncio-dev.html#detect-never-retrieved-exceptions
@@ -472,6 +531,20 @@ class TaskTracker(Instrument):
         self.stuck_s = stuck_s
         self.budget = budget
         self._cursor = 0
+        self.swallowed: list[dict[str, Any]] = []
+
+    def task_done(self, session: ProfileSession, task: Any, record: dict[str, Any]) -> None:
+        cancelling = getattr(task, "cancelling", None)
+        if cancelling is not None and record["state"] != "cancelled" and cancelling() > 0:
+            self._swallowed(task, record)
+
+    def _swallowed(self, task: Any, record: dict[str, Any]) -> None:
+        try:
+            code = task.get_coro().cr_code
+        except AttributeError:
+            return
+        for line in _swallowing_handlers(code):
+            self.swallowed.append({"file": code.co_filename, "line": line, "func": code.co_qualname, "task": record["name"], "state": record["state"]})
 
     def install(self, session: ProfileSession) -> None:
         self.session = session
@@ -605,6 +678,9 @@ class TaskTracker(Instrument):
             elif row["state"] == "failed":
                 retrieved = not getattr(task, "_log_traceback", False)
                 row["exception_retrieved"] = retrieved and row["task_id"] not in self.unretrieved_ids
+        for task, row in session.tasks.alive():
+            if not task.done() and getattr(task, "cancelling", lambda: 0)() > 0 and not session.timed_out:
+                self._swallowed(task, row)
         if session.cancel_leaked:
             n = 0
             for task, row in session.tasks.alive():
@@ -691,6 +767,25 @@ class TaskTracker(Instrument):
                     references=("https://docs.python.org/3/library/asyncio-task.html#asyncio.create_task",),
                     extra={"tasks": n},
                 )
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for rec in self.swallowed:
+            groups.setdefault((rec["file"], rec["line"]), []).append(rec)
+        for (fn, line), recs in groups.items():
+            states = sorted({r["state"] for r in recs})
+            session.add_finding(
+                "cancelled-error-swallowed",
+                f"{len(recs)} task(s) running {recs[0]['func']} were cancelled but did not stop "
+                f"(ended {', '.join(states)}); the except clause at {session.where(fn, line)} swallows CancelledError",
+                filename=fn,
+                line=line,
+                symbol=recs[0]["func"],
+                severity=Severity.CRITICAL,
+                section=Section.ERROR_HANDLING,
+                explanation="task.cancel() only works if CancelledError propagates; swallowing it makes shutdown and timeouts hang.",
+                fix="Re-raise CancelledError after cleanup (`except asyncio.CancelledError: ...; raise`), or catch Exception instead.",
+                references=("https://docs.python.org/3/library/asyncio-task.html#task-cancellation",),
+                extra={"tasks": len(recs), "states": states},
+            )
         # missing-timeout: pending at --timeout, or stuck on I/O
         seen: set[tuple[str, int]] = set()
         for item in self.timeout_pending:
