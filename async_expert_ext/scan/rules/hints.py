@@ -106,7 +106,7 @@ class BusyWait(Rule):
 _TRANSPARENT_DECORATORS = ("staticmethod", "classmethod", "functools.wraps", "wraps", "typing.final", "final")
 
 
-def _is_stub(body: list[ast.stmt]) -> bool:
+def _is_stub(body: list[ast.stmt], method: bool = False) -> bool:
     stmts = list(body)
     if stmts and isinstance(stmts[0], ast.Expr) and isinstance(stmts[0].value, ast.Constant) and isinstance(stmts[0].value.value, str):
         stmts = stmts[1:]
@@ -121,7 +121,7 @@ def _is_stub(body: list[ast.stmt]) -> bool:
         return True  # `...`
     if isinstance(s, ast.Raise):
         return True  # raise NotImplementedError / a stub that always fails
-    if isinstance(s, ast.Return) and (s.value is None or isinstance(s.value, ast.Constant)):
+    if method and isinstance(s, ast.Return) and (s.value is None or isinstance(s.value, ast.Constant)):
         return True  # `return None` / `return True`: a no-op implementation of an async interface
     return False
 
@@ -160,9 +160,9 @@ class AsyncWithoutAwait(Rule):
             return  # tests and fixtures: the runner (pytest-asyncio, anyio, trio) needs a coroutine function
         if any((dotted_name(d) or "") not in _TRANSPARENT_DECORATORS for d in node.decorator_list):
             return
-        if _is_stub(node.body):
-            return
         fn = ctx.function
+        if _is_stub(node.body, method=bool(fn is not None and fn.class_name)):
+            return
         if fn is not None and fn.class_name:
             cls_node = next((s.node for s in reversed(ctx.scopes) if s.kind == "class"), None)
             if cls_node is None or getattr(cls_node, "bases", None) or getattr(cls_node, "keywords", None):

@@ -106,7 +106,7 @@ class _Usage:
                 elif self._hands_over(n, name):
                     self.handed_over = True
             elif isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) and n.value is not None:
-                if any(isinstance(m, ast.Name) and m.id == name for m in ast.walk(n.value)):
+                if _holds(n.value, name):
                     self.handed_over = True
             elif isinstance(n, (ast.Assign, ast.AnnAssign)):
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
@@ -127,6 +127,20 @@ class _Usage:
         func = call.func
         tail = func.attr if isinstance(func, ast.Attribute) else (func.id if isinstance(func, ast.Name) else "")
         return tail in _HANDOVER_CALLS or tail[:1].isupper()
+
+
+def _holds(value: ast.AST, name: str) -> bool:
+    """True when ``value`` is the session itself or a container/object built around it
+    (``return s``, ``return s, other``, ``yield Wrapper(s)``); ``return await s.get()`` is not."""
+    if isinstance(value, ast.Name):
+        return value.id == name
+    if isinstance(value, (ast.Tuple, ast.List, ast.Set)):
+        return any(_holds(e, name) for e in value.elts)
+    if isinstance(value, ast.Dict):
+        return any(v is not None and _holds(v, name) for v in value.values)
+    if isinstance(value, ast.Call):
+        return _Usage._hands_over(value, name)
+    return False
 
 
 def _is_close_of(node: ast.AST, name: str) -> bool:
