@@ -221,3 +221,15 @@ def test_corpus_19_and_21() -> None:
     assert ("AEX403", "lock-held-across-await", 21) in [(f.code, f.kind, f.line) for f in r19.findings]
     r21 = scan_paths([str(CORPUS / "21_threading_lock_in_async.py")], Settings(cache=False))
     assert ("AEX401", "sync-lock-in-async", 29) in [(f.code, f.kind, f.line) for f in r21.findings]
+
+
+def test_filelock_bound_to_a_name() -> None:
+    src = """
+    import asyncio, filelock
+
+    async def write(path):
+        lock = filelock.FileLock(path)
+        with lock:
+            await asyncio.sleep(0)
+    """
+    assert hits(src, "AEX401") == [("AEX401", "sync-lock-in-async", 6)]

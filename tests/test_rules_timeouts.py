@@ -99,3 +99,16 @@ def test_timeout_block_with_await_is_quiet() -> None:
 def test_corpus_23() -> None:
     report = scan_paths([str(CORPUS / "23_stream_read_without_timeout.py")], Settings(cache=False))
     assert ("AEX501", "missing-timeout", 23) in [(f.code, f.kind, f.line) for f in report.findings]
+
+
+def test_aiohttp_websocket_receive() -> None:
+    src = """
+    import aiohttp
+
+    async def listen(url):
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(url) as ws:
+                msg = await ws.receive()
+                bounded = await ws.receive(timeout=5)
+    """
+    assert hits(src, "AEX501") == [("AEX501", "missing-timeout", 7)]
