@@ -5,8 +5,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from async_expert_ext.loop import profile
 
 HERE = Path(__file__).resolve()

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 from corpus_util import CORPUS, corpus_expected
 
 #: kinds observed by the instruments in async_expert_ext/loop (ours and the other instruments')
@@ -38,7 +37,7 @@ CASES = [
 ]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def profile_case(name: str) -> dict:
     proc = subprocess.run(
         [sys.executable, "-m", "async_expert_ext", "profile", name, "--no-profile", "--no-memory", "--format", "json", "--exit-zero"],

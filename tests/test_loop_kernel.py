@@ -3,10 +3,7 @@ own loop, the report shows, and everything is restored after the four endings (n
 exception, KeyboardInterrupt from a real SIGINT, --timeout); the next cell runs as usual."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
 from kernel_helpers import run_cells
 
 STATE = (

@@ -17,7 +17,6 @@ Only the standard library is imported here (pyinstrument and nest-asyncio2 lazil
 from __future__ import annotations
 
 import asyncio
-import collections
 import gc
 import logging
 import re
@@ -26,7 +25,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
 from ..model import Confidence, Section, Severity
 from .instrument import Instrument
@@ -34,13 +33,13 @@ from .session import _PKG_DIR, ProfileSession, is_library_file
 
 __all__ = [
     "BlockingDetector",
-    "TaskTracker",
     "CoroutineWarnings",
     "LogCapture",
     "LoopReentry",
     "PyinstrumentProfiler",
-    "default_instruments",
+    "TaskTracker",
     "await_stack",
+    "default_instruments",
 ]
 
 _MAX_STACK = 64
@@ -60,7 +59,9 @@ def default_instruments(session: ProfileSession) -> list[Instrument]:
         LoopReentry(),
         BlockingDetector(),
     ]
-    from .contention import ContentionMonitor  # contention/executors/threads/lifecycle import this module
+    from .contention import (
+        ContentionMonitor,  # contention/executors/threads/lifecycle import this module
+    )
     from .executors import ExecutorMonitor
     from .lifecycle import AsyncGenMonitor, CrossLoopMonitor, GatherMonitor
     from .threads import ThreadsafeMonitor
@@ -994,7 +995,7 @@ class CoroutineWarnings(Instrument):
                 severity=Severity.CRITICAL,
                 section=Section.CRITICAL_ISSUES,
                 explanation="Calling an async function only creates a coroutine object; its body never runs unless it is awaited or wrapped in a task.",
-                fix=f"`await` the call (or schedule it with asyncio.create_task and keep the task).",
+                fix="`await` the call (or schedule it with asyncio.create_task and keep the task).",
                 references=("https://docs.python.org/3/library/asyncio-dev.html#detect-never-awaited-coroutines",),
                 confidence=Confidence.HIGH if fn else Confidence.MEDIUM,
                 call_chain=tuple(f"{q} ({session.label(f)}:{ln})" for f, ln, q in recs[0]["origin"]),

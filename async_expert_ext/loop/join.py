@@ -10,14 +10,14 @@ static counterpart says so in its message and ``extra["static"]``.
 from __future__ import annotations
 
 import linecache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..model import Finding
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import ProfileSession
 
-__all__ = ["join_static", "FAMILIES"]
+__all__ = ["FAMILIES", "join_static"]
 
 #: kinds that describe the same problem seen from the two sides
 FAMILIES: dict[str, str] = {

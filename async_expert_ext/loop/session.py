@@ -26,13 +26,14 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from types import FrameType
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any
 
 from ..model import Confidence, Finding, LoopReport, Section, Severity
 from .instrument import Instrument
 
-__all__ = ["ProfileSession", "profile", "Profile", "is_library_file", "RUNTIME_CODES"]
+__all__ = ["RUNTIME_CODES", "Profile", "ProfileSession", "is_library_file", "profile"]
 
 #: Runtime finding codes. AEX93x is reserved for contention/deadlock, AEX94x for
 #: executors, AEX95x for threadsafe misuse.

@@ -24,7 +24,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 
-__all__ = ["MAGICS", "LoopProfileMagics", "install", "uninstall", "transform_cell"]
+__all__ = ["MAGICS", "LoopProfileMagics", "install", "transform_cell", "uninstall"]
 
 _HEADER = "%%loop_profile"
 _BODIES: dict[str, str] = {}

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model import LoopReport
 
-__all__ = ["render_text", "render_html"]
+__all__ = ["render_html", "render_text"]
 
 _COLORS = {"critical": "#b00020", "warning": "#b26a00", "info": "#1565c0"}
 
