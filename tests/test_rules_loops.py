@@ -230,3 +230,15 @@ def test_corpus_27() -> None:
     report = scan_paths([str(CORPUS / "27_loop_stop_from_another_thread.py")], Settings(cache=False))
     got = [(f.code, f.kind, f.line) for f in report.findings if f.code == "AEX610"]
     assert got == [("AEX610", "threadsafe-misuse", 19), ("AEX610", "threadsafe-misuse", 24)]
+
+
+def test_helper_defined_in_an_earlier_cell() -> None:
+    from async_expert_ext.scan.runner import scan_cells
+
+    cells = [
+        ("In[1]", "import asyncio\n\nasync def fetch():\n    return 1\n\ndef load():\n    return asyncio.run(fetch())\n"),
+        ("In[2]", "x = 1\ndata = load()\n"),
+    ]
+    report = scan_cells(cells, Settings(cache=False))
+    got = [(f.code, f.kind, f.path, f.line) for f in report.findings if f.code.startswith("AEX60")]
+    assert got == [("AEX602", "event-loop-already-running", "In[2]", 2)]
