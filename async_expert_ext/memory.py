@@ -47,6 +47,7 @@ warning in :attr:`RecallResult.warnings`; it never raises.
 """
 from __future__ import annotations
 
+import bisect
 import datetime as _dt
 import json
 import os
@@ -680,8 +681,14 @@ _RECHECK_RE = re.compile(r"<!-- async-expert-recheck (\{.*?\}) -->")
 _HEADING_RE = re.compile(r"^## \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\b.*$", re.M)
 
 
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
+class _Lines:
+    """Offset -> 1-based line number, in O(log n) per lookup."""
+
+    def __init__(self, text: str) -> None:
+        self.starts = [m.end() for m in re.finditer("\n", text)]
+
+    def __call__(self, pos: int) -> int:
+        return bisect.bisect_right(self.starts, pos) + 1
 
 
 def parse_memory(text: str) -> tuple[list[MemoryEntry], list[str]]:
@@ -698,22 +705,24 @@ def parse_memory(text: str) -> tuple[list[MemoryEntry], list[str]]:
     entries: list[tuple[int, MemoryEntry]] = []
     warns: list[str] = []
     data_lines: list[int] = []
+    line_of = _Lines(text)
     for m in _DATA_RE.finditer(text):
-        line = _line_of(text, m.start())
+        line = line_of(m.start())
         data_lines.append(line)
         entry = _entry_from_json(m.group(1), line, warns, recheck=False)
         if entry is not None:
             entries.append((m.start(), entry))
     for m in _RECHECK_RE.finditer(text):
-        line = _line_of(text, m.start())
+        line = line_of(m.start())
         entry = _entry_from_json(m.group(1), line, warns, recheck=True)
         if entry is not None:
             entries.append((m.start(), entry))
     # headings without a data block of their own
-    headings = [(_line_of(text, m.start()), m.group(0)) for m in _HEADING_RE.finditer(text)]
+    headings = [(line_of(m.start()), m.group(0)) for m in _HEADING_RE.finditer(text)]
     for i, (hline, htext) in enumerate(headings):
         nxt = headings[i + 1][0] if i + 1 < len(headings) else 10**12
-        if not any(hline < d < nxt for d in data_lines):
+        j = bisect.bisect_right(data_lines, hline)  # the first data block after the heading
+        if not (j < len(data_lines) and data_lines[j] < nxt):
             warns.append(f"line {hline}: entry {htext[3:60]!r} has no async-expert-data block; skipped")
     entries.sort(key=lambda pair: pair[0])
     out = [e for _, e in entries]
@@ -891,6 +900,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files left by a writer killed mid-write. Called under the
+    lock: temporary files are only created under it, so none is in use."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
 def _archive_name(path: Path, time: _dt.datetime) -> Path:
     stem, suffix = path.stem, path.suffix or ".md"
     base = path.with_name(f"{stem}.archive-{time.strftime('%Y-%m-%d')}{suffix}")
@@ -967,6 +986,7 @@ def record_analysis(
         real.parent.mkdir(parents=True, exist_ok=True)
         lock = _lock_for(real)
         with lock:
+            _remove_stale_temps(real)
             old = _read_bytes(real)
             text = _decode(old)
             entries, parse_warnings = parse_memory(text)

@@ -330,6 +330,18 @@ def test_invalid_utf8_is_tolerated(tmp_path: Path) -> None:
     assert len(mem.read_memory(path)[1]) == 1
 
 
+def test_temp_file_of_a_killed_writer_is_cleaned_and_file_intact(tmp_path: Path) -> None:
+    path = tmp_path / "m.md"
+    (tmp_path / "a.py").write_text(APP_V1)
+    mem.record_analysis(_scan(tmp_path / "a.py"), tool="scan", path=path, now=DAY1)
+    before = path.read_bytes()
+    stale = tmp_path / ".m.md.k1ll3d.tmp"
+    stale.write_bytes(before[: len(before) // 2])  # what a writer killed mid-write leaves
+    mem.record_analysis(_scan(tmp_path / "a.py"), tool="scan", path=path, now=DAY2)
+    assert not stale.exists()
+    assert path.read_bytes().startswith(before)
+
+
 def test_unwritable_path_warns_and_returns(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a regular file")
