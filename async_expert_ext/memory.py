@@ -54,18 +54,19 @@ import os
 import re
 import tempfile
 import warnings as _warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .model import Finding
 from .render.markdown import (
+    PARTS,
     code_span,
     render_parts,
     report_counts,
     report_findings,
     runtime_headline,
-    PARTS,
 )
 
 __all__ = [
@@ -745,8 +746,9 @@ def _entry_from_json(raw: str, line: int, warns: list[str], *, recheck: bool) ->
     what = "re-check note" if recheck else "entry data"
     try:
         data = json.loads(raw)
-    except ValueError as exc:
-        warns.append(f"line {line}: unparseable {what} ({exc.msg}); skipped")
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        warns.append(f"line {line}: unparseable {what} ({reason}); skipped")
         return None
     if not isinstance(data, dict):
         warns.append(f"line {line}: {what} is not a JSON object; skipped")
@@ -760,9 +762,10 @@ def _entry_from_json(raw: str, line: int, warns: list[str], *, recheck: bool) ->
     if not isinstance(findings, list) or not all(isinstance(d, dict) and d.get("fingerprint") for d in findings):
         warns.append(f"line {line}: {what} has malformed findings; skipped")
         return None
-    counts = data.get("counts") if isinstance(data.get("counts"), dict) else {}
-    fixed = data.get("fixed") if isinstance(data.get("fixed"), list) else []
-    runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else None
+    raw_counts, raw_fixed, raw_runtime = data.get("counts"), data.get("fixed"), data.get("runtime")
+    counts: dict[str, Any] = raw_counts if isinstance(raw_counts, dict) else {}
+    fixed: list[Any] = raw_fixed if isinstance(raw_fixed, list) else []
+    runtime: dict[str, Any] | None = raw_runtime if isinstance(raw_runtime, dict) else None
     return MemoryEntry(
         time=t,
         tool=tool,
@@ -804,8 +807,9 @@ def compute_recall(
         day = e.time.strftime("%Y-%m-%d")
         for d in e.findings:
             k = str(d.get("key") or d.get("fingerprint"))
-            fs = d.get("first_seen") if isinstance(d.get("first_seen"), str) else day
-            cand = min(fs, day) if re.fullmatch(r"\d{4}-\d\d-\d\d", fs or "") else day
+            raw_fs = d.get("first_seen")
+            fs: str = raw_fs if isinstance(raw_fs, str) else day
+            cand = min(fs, day) if re.fullmatch(r"\d{4}-\d\d-\d\d", fs) else day
             if k not in first or cand < first[k]:
                 first[k] = cand
     result = RecallResult()
@@ -975,10 +979,10 @@ def record_analysis(
     mem_path = resolve_memory_path(path, settings=settings, start=start)
     findings = report_findings(report)
     if mem_path is None:
-        result = RecallResult(path=None, status="off")
+        off = RecallResult(path=None, status="off")
         for f, k in zip(findings, occurrence_keys(findings)):
-            result._keys[_identity(f)] = k
-        return result
+            off._keys[_identity(f)] = k
+        return off
     key = _target_key(target, start)
     result: RecallResult | None = None
     try:

@@ -5,7 +5,6 @@ import datetime as dt
 import io
 import json
 import multiprocessing
-import os
 import re
 import warnings
 from contextlib import redirect_stdout

@@ -1,7 +1,6 @@
 """The memory file written and read by the magics in a real kernel (nbclient + ipykernel)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

@@ -37,7 +37,7 @@ REPORT = ScanReport(
 
 def test_five_parts_in_order_with_content() -> None:
     md = render_markdown(REPORT, title="Review of app.py")
-    heads = [line for line in md.splitlines() if line.startswith("## ") or line.startswith("### ")]
+    heads = [line for line in md.splitlines() if line.startswith(("## ", "### "))]
     assert heads == [
         "## Review of app.py",
         "### Critical issues",
