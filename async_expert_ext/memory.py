@@ -626,7 +626,7 @@ def format_entry(
         lines.append(f"### Fixed since {recall.fixed_since}")
         lines.append("")
         for d in recall.fixed[:max_findings]:
-            where = f"`{d.get('path', '')}`" + (f" in `{d['symbol']}`" if d.get("symbol") else "")
+            where = f"`{d.get('path', '')}:{d.get('line', 0)}`" + (f" in `{d['symbol']}`" if d.get("symbol") else "")
             lines.append(f"- {d.get('kind', '?')} at {where}: {code_span(d.get('snippet') or d.get('message') or '')}")
         if len(recall.fixed) > max_findings:
             lines.append(f"- ... and {len(recall.fixed) - max_findings} more.")
