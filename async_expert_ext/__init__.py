@@ -13,7 +13,7 @@ __all__ = [
     "__version__",
     "load_ipython_extension",
     "unload_ipython_extension",
-    "scan",
+    "scan_code",
     "Finding",
     "ScanReport",
     "Severity",
@@ -36,13 +36,16 @@ def unload_ipython_extension(ipython: Any) -> None:
     _unload(ipython)
 
 
-def scan(target: Any, **settings: Any) -> Any:
-    """Scan ``target`` statically: a path, a list of paths, or source text
-    containing a newline. Keyword arguments are :class:`~async_expert_ext.config.Settings`
-    fields. Returns a :class:`ScanReport`.
+def scan_code(target: Any, **settings: Any) -> Any:
+    """Scan ``target`` statically, without running it: a path, a list of paths, or
+    source text containing a newline (scanned as a notebook cell). Keyword arguments
+    are :class:`~async_expert_ext.config.Settings` fields. Returns a :class:`ScanReport`.
+
+    (It is not called ``scan`` because :mod:`async_expert_ext.scan` is the scanner package.)
 
     Raises:
         TargetNotFound: when a path does not exist.
+        ConfigError: for an unknown or invalid setting.
     """
     from .config import Settings
     from .scan.runner import scan_paths, scan_source
