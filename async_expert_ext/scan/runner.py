@@ -9,7 +9,11 @@ Entry points (none of them imports or runs the scanned code):
 
 Per-file results are cached on disk under the user cache dir, keyed by the
 file's content, its module name, the rule set and the settings that change
-per-file results; big trees are walked by a process pool.
+per-file results. A whole-scan manifest (one small file per set of scanned
+paths, validated by every file's content key) holds the linked findings, so a
+warm re-scan reads the sources and one pickle, and neither walks nor links.
+Cache hits are read in the parent; only the misses of big trees go to a
+process pool, whose results are the serial ones (same order, same findings).
 """
 from __future__ import annotations
 
