@@ -11,10 +11,12 @@ wait writes a row of :data:`~async_expert_ext.model.LOCK_COLUMNS`.
 Findings (``source="runtime"``):
 
 - ``lock-held-across-await`` (AEX930): an ``asyncio.Lock`` held for at least the
-  session threshold while other tasks waited for it. A waiter can only ever find
-  the lock taken when the holder suspended with the lock held, so every wait is
-  evidence of an ``await`` inside the critical section; the holder's await stack is
-  sampled when a waiter arrives, to name what it was awaiting.
+  session threshold while other tasks waited for it and its holder was suspended on a
+  future (``Task._fut_waiter``: I/O, a timer, another task; not a bare ``sleep(0)``
+  yield). A waiter can only ever find the lock taken when the holder suspended with
+  the lock held, so every wait is evidence of an ``await`` inside the critical
+  section; the holder's await stack is sampled when a waiter arrives, to name what it
+  was awaiting.
 - ``deadlock`` (AEX931), three shapes:
 
   1. a task waits on a ``Lock`` it holds itself (asyncio locks are not re-entrant),
@@ -391,8 +393,12 @@ class ContentionMonitor(Instrument):
         task = _current_task()
         fn, line, func, chain = self._user_site(frame)
         holder_tasks = [h[0]() if h[0] is not None else None for h in st.holders]
-        for h in st.holders:
-            h[4] = True  # this hold now has a waiter
+        for h, t in zip(st.holders, holder_tasks):
+            # this hold now has a waiter while its holder is suspended on a future (I/O, a
+            # timer, another task): a holder that is merely ready to run again (sleep(0))
+            # only waits for its turn on a busy loop, which is not what the finding is about
+            if t is None or (t is not task and getattr(t, "_fut_waiter", None) is not None):
+                h[4] = True
         if st.holders and len(self.rows) < _MAX_ROWS:
             # what is the holder awaiting while it keeps the lock?
             from .detectors import await_stack
