@@ -178,9 +178,9 @@ def iframe(html_page: str, height: int = 520) -> str:
 def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int) -> str:
     out = []
     if plots and (report.lag_records or report.blocking_records):
-        from .plots import lag_plot, to_data_uri
+        from .plots import cached_png, to_data_uri
 
-        out.append(f"<h4>Loop lag</h4><img alt='loop lag over time' src='{to_data_uri(lag_plot(report))}'>")
+        out.append(f"<h4>Loop lag</h4><img alt='loop lag over time' src='{to_data_uri(cached_png(report, 'lag'))}'>")
     if report.blocking_records:
         rows = []
         for i, b in enumerate(report.blocking_records[:max_rows], 1):
@@ -194,9 +194,9 @@ def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int)
                    f"<th>line</th><th>code</th><th>stack</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     if report.task_records:
         if plots:
-            from .plots import task_timeline, to_data_uri
+            from .plots import cached_png, to_data_uri
 
-            out.append(f"<h4>Tasks ({len(report.task_records)})</h4><img alt='task timeline' src='{to_data_uri(task_timeline(report))}'>")
+            out.append(f"<h4>Tasks ({len(report.task_records)})</h4><img alt='task timeline' src='{to_data_uri(cached_png(report, 'timeline'))}'>")
         order = {"failed": 0, "pending": 1, "cancelled": 2}
         tasks = sorted(report.task_records, key=lambda t: (order.get(str(t.get("state")), 3), float(t.get("start_s") or 0)))
         rows = []

@@ -15,7 +15,7 @@ import io
 import math
 from typing import Any
 
-__all__ = ["STATE_COLORS", "task_timeline", "lag_plot", "to_data_uri", "to_png"]
+__all__ = ["STATE_COLORS", "task_timeline", "lag_plot", "to_data_uri", "to_png", "cached_png"]
 
 #: Colour of a task's bar by its end state (see ``TASK_COLUMNS["state"]``).
 STATE_COLORS: dict[str, str] = {
@@ -35,17 +35,20 @@ def _num(value: Any, default: float = math.nan) -> float:
     return out
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float, *, left: float = 0.8) -> Any:
+    """A figure with fixed margins in inches (constrained layout doubled the draw time)."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.subplots_adjust(left=left / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.35 / height)
+    return fig
 
 
 def task_timeline(report: Any, *, width: float = 9.0, max_height: float = 6.0) -> Any:
     """A Gantt chart of task lifetimes, coloured by end state, blocking events shaded.
 
     Tasks are sorted by start time, one row each; a pending task's bar runs to the
-    end of the profile and is drawn hatched-light. Blocking events are red bands
+    end of the profile and is drawn lighter. Blocking events are red bands
     across all rows, labelled with their ``path:line``.
 
     Args:
@@ -56,32 +59,33 @@ def task_timeline(report: Any, *, width: float = 9.0, max_height: float = 6.0) -
     Returns:
         A :class:`matplotlib.figure.Figure` (x axis: seconds since the profile started).
     """
-    from matplotlib.collections import LineCollection
+    import numpy as np
     from matplotlib.lines import Line2D
 
-    tasks = sorted(report.task_records, key=lambda t: _num(t.get("start_s"), 0.0))
-    end_all = max(
-        [_num(report.seconds, 0.0)]
-        + [_num(t.get("end_s"), 0.0) for t in tasks if not math.isnan(_num(t.get("end_s")))]
-        + [_num(b.get("start_s"), 0.0) + _num(b.get("duration_ms"), 0.0) / 1000 for b in report.blocking_records]
-    )
+    tasks = sorted(report.task_records, key=lambda t: t.get("start_s") or 0.0)
     n = len(tasks)
+    starts = np.array([_num(t.get("start_s"), 0.0) for t in tasks], dtype=float)
+    ends = np.array([_num(t.get("end_s")) for t in tasks], dtype=float)
+    states = np.array([str(t.get("state") or "done") for t in tasks], dtype=object)
+    block_ends = [_num(b.get("start_s"), 0.0) + _num(b.get("duration_ms"), 0.0) / 1000 for b in report.blocking_records]
+    finite = ends[~np.isnan(ends)]
+    end_all = max([_num(report.seconds, 0.0), float(finite.max()) if finite.size else 0.0, *block_ends])
+    ends = np.where(np.isnan(ends), end_all, ends)
+    ends = np.maximum(ends, starts + end_all * 0.002)  # keep zero-length tasks visible
     height = min(max_height, 1.6 + 0.18 * min(n, 40))
-    fig = _figure(width, height)
+    fig = _figure(width, height, left=1.5 if n <= 30 else 0.8)
     ax = fig.add_subplot()
-    segments: dict[str, list] = {}
-    for i, t in enumerate(tasks):
-        start = _num(t.get("start_s"), 0.0)
-        end = _num(t.get("end_s"))
-        if math.isnan(end):
-            end = end_all
-        end = max(end, start + end_all * 0.002)  # keep zero-length tasks visible
-        segments.setdefault(str(t.get("state") or "done"), []).append([(start, i), (end, i)])
     lw = max(0.5, min(8.0, 200.0 / max(n, 1)))
-    for state, segs in segments.items():
-        ax.add_collection(
-            LineCollection(segs, colors=STATE_COLORS.get(state, "#455a64"), linewidths=lw, alpha=0.85 if state != "pending" else 0.5)
-        )
+    present = []
+    rows = np.arange(n, dtype=float)
+    for state in sorted(set(states), key=lambda st: list(STATE_COLORS).index(st) if st in STATE_COLORS else 9):
+        mask = states == state
+        k = int(mask.sum())
+        # one polyline per state, segments separated by NaN: one path instead of one per task
+        xs = np.column_stack([starts[mask], ends[mask], np.full(k, np.nan)]).ravel()
+        ys = np.column_stack([rows[mask], rows[mask], np.full(k, np.nan)]).ravel()
+        ax.plot(xs, ys, color=STATE_COLORS.get(state, "#455a64"), lw=lw, alpha=0.85 if state != "pending" else 0.5, solid_capstyle="butt")
+        present.append(state)
     for b in report.blocking_records:
         start = _num(b.get("start_s"), 0.0)
         dur = _num(b.get("duration_ms"), 0.0) / 1000
@@ -97,7 +101,7 @@ def task_timeline(report: Any, *, width: float = 9.0, max_height: float = 6.0) -
     ax.set_ylabel(f"tasks ({n}, by start)")
     if n <= 30:
         ax.set_yticks(range(n), [str(t.get("name", "")) for t in tasks], fontsize=7)
-    handles = [Line2D([], [], color=c, lw=4, label=s) for s, c in STATE_COLORS.items() if s in segments]
+    handles = [Line2D([], [], color=c, lw=4, label=s) for s, c in STATE_COLORS.items() if s in present]
     if report.blocking_records:
         handles.append(Line2D([], [], color=_BLOCK_COLOR, lw=8, alpha=0.3, label="loop blocked"))
     if handles:
@@ -152,5 +156,34 @@ def to_png(fig: Any) -> bytes:
 
 
 def to_data_uri(fig: Any) -> str:
-    """``data:image/png;base64,...`` for an ``<img src=...>`` in static HTML."""
-    return "data:image/png;base64," + base64.b64encode(to_png(fig)).decode("ascii")
+    """``data:image/png;base64,...`` for an ``<img src=...>`` in static HTML (a
+    Figure, or PNG bytes from :func:`cached_png`)."""
+    png = fig if isinstance(fig, (bytes, bytearray)) else to_png(fig)
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+_PNG_CACHE: dict[tuple, bytes] = {}
+
+
+def cached_png(report: Any, name: str) -> bytes:
+    """The PNG of ``"timeline"`` (:func:`task_timeline`) or ``"lag"`` (:func:`lag_plot`)
+    for ``report``, drawn once and shared by the static HTML and the widget view
+    (the cache entry goes when the report is garbage-collected).
+
+    Raises:
+        KeyError: for another name.
+    """
+    build = {"timeline": task_timeline, "lag": lag_plot}[name]
+    key = (id(report), name, len(report.task_records), len(report.blocking_records), len(report.lag_records))
+    png = _PNG_CACHE.get(key)
+    if png is None:
+        png = to_png(build(report))
+        _PNG_CACHE[key] = png
+        try:
+            import weakref
+
+            weakref.finalize(report, _PNG_CACHE.pop, key, None)
+        except TypeError:  # not weak-referenceable: keep a small cache instead
+            while len(_PNG_CACHE) > 16:
+                _PNG_CACHE.pop(next(iter(_PNG_CACHE)))
+    return png

@@ -273,9 +273,9 @@ class ReportView:
         self._on_task_filter()
 
         def draw() -> None:
-            from .plots import task_timeline, to_png
+            from .plots import cached_png
 
-            self.timeline.value = to_png(task_timeline(self.report))
+            self.timeline.value = cached_png(self.report, "timeline")
             self.timeline_note.value = ""
 
         self._lazy[index] = draw
@@ -325,7 +325,7 @@ class ReportView:
                 f"<td>{dur_text}</td><td>{escape(str(t.get('exception') or ''))}</td><td><small>{stack}</small></td></tr>"
             )
         self.task_table.value = (
-            _html.STYLE + "<div class='aex-report'><table><thead><tr><th>state</th><th>name</th><th>coroutine</th>"
+            _html.STYLE + "<div class='aex-report'><table class='aex-tasks'><thead><tr><th>state</th><th>name</th><th>coroutine</th>"
             "<th>created at</th><th>start (s)</th><th>duration (ms)</th><th>exception</th><th>await stack</th></tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>"
         )
@@ -357,9 +357,9 @@ class ReportView:
         self.blocks.observe(self._on_block, names="value")
 
         def draw() -> None:
-            from .plots import lag_plot, to_png
+            from .plots import cached_png
 
-            self.lag_image.value = to_png(lag_plot(self.report))
+            self.lag_image.value = cached_png(self.report, "lag")
             self.lag_note.value = ""
 
         self._lazy[index] = draw
