@@ -95,13 +95,6 @@ def jupyterlab(tmp_path):
     pytest.importorskip("playwright.sync_api")
     root = tmp_path / "root"
     root.mkdir()
-    cells = ["%load_ext async_expert_ext", SCAN_CELL]
-    if _loop_magic_available():
-        cells.append(LOOP_CELL)
-        # the report view of the LoopReport the magic stored (the magic shows its own
-        # static report until it calls render.display_report itself)
-        cells.append("from async_expert_ext.render import display_report\ndisplay_report(_loop_profile)")
-    (root / "report.ipynb").write_text(json.dumps(_notebook(cells)))
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     for name, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
@@ -133,7 +126,7 @@ def jupyterlab(tmp_path):
                 log.flush()
                 pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
             time.sleep(0.5)
-        yield base, token
+        yield base, token, root
     finally:
         proc.terminate()
         try:
@@ -143,6 +136,15 @@ def jupyterlab(tmp_path):
             proc.wait(5)
         log.close()
         shutil.copy(tmp_path / "jupyterlab.log", ARTIFACTS / "jupyterlab.log") if ARTIFACTS.exists() else None
+
+
+def _open(page, base: str, token: str, name: str) -> None:
+    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    _wait_for_kernel(page)
+    no_news = page.locator(".jp-toast-button", has_text="No")
+    if no_news.count():
+        no_news.first.click()
 
 
 def _tab(view, title: str):
@@ -194,16 +196,21 @@ def _run_all(page, timeout: float = 60.0) -> None:
 def test_report_widget_in_jupyterlab(jupyterlab):
     from playwright.sync_api import expect, sync_playwright
 
-    base, token = jupyterlab
+    base, token, root = jupyterlab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cells = ["%load_ext async_expert_ext", SCAN_CELL]
+    if _loop_magic_available():
+        cells.append(LOOP_CELL)
+        # the report view of the LoopReport the magic stored (the magic shows its own
+        # static report until it calls render.display_report itself)
+        cells.append("from async_expert_ext.render import display_report\ndisplay_report(_loop_profile)")
+    (root / "report.ipynb").write_text(json.dumps(_notebook(cells)))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
-            page.goto(f"{base}/lab/tree/report.ipynb?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
-            _wait_for_kernel(page)
+            _open(page, base, token, "report.ipynb")
             _run_all(page)
 
             # --- the scan report widget ---
@@ -281,3 +288,59 @@ def test_report_widget_in_jupyterlab(jupyterlab):
             raise
         finally:
             browser.close()
+
+
+def test_large_reports_render_in_browser(jupyterlab):
+    """5,000 findings and 10,000 tasks: time from running the cell to the first
+    page of rows on screen, and of a filter click (printed and saved to
+    test-artifacts/browser/timings.json; speed targets live in bench/, not here)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base, token, root = jupyterlab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cells = [
+        "from async_expert_ext.render import _samples, display_report\n"
+        "scan = _samples.scan_report(5000)\nloop = _samples.loop_report(10000)",
+        "display_report(scan)",
+        "display_report(loop)",
+    ]
+    (root / "large.ipynb").write_text(json.dumps(_notebook(cells)))
+    timings: dict[str, float] = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            _open(page, base, token, "large.ipynb")
+            cells_loc = page.locator(".jp-Notebook .jp-Cell")
+            cells_loc.nth(0).click()
+            page.keyboard.press("Shift+Enter")
+            expect(cells_loc.nth(0).locator(".jp-InputPrompt")).to_contain_text("1", timeout=60_000)
+
+            t0 = time.perf_counter()
+            page.keyboard.press("Shift+Enter")  # the 5,000-finding report
+            view = page.locator(".aex-report-view").first
+            _tab(view, "Findings (5000)").click()
+            expect(view.locator(".aex-table select option")).to_have_count(50, timeout=60_000)
+            timings["5000 findings: run cell to first page shown (s)"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            _toggle(view, "critical")
+            expect(view).to_contain_text("2000 of 5000 row(s)", timeout=30_000)
+            timings["5000 findings: filter to critical (s)"] = time.perf_counter() - t0
+            view.screenshot(path=str(ARTIFACTS / "10_5000_findings.png"))
+
+            cells_loc.nth(2).locator(".jp-InputPrompt").click()  # focus left the notebook for the widget
+            t0 = time.perf_counter()
+            page.keyboard.press("Shift+Enter")  # the 10,000-task report
+            loop_view = page.locator(".aex-report-view").nth(1)
+            expect(_tab(loop_view, "Tasks (10000)")).to_be_visible(timeout=60_000)
+            timings["10000 tasks: run cell to report view shown (s)"] = time.perf_counter() - t0
+            _tab(loop_view, "Tasks (10000)").click()
+            expect(loop_view.locator("img.aex-timeline")).to_be_visible(timeout=60_000)
+            expect(loop_view.locator("table.aex-tasks tbody tr")).to_have_count(50, timeout=60_000)
+            timings["10000 tasks: run cell to Tasks tab with timeline and first page (s)"] = time.perf_counter() - t0
+            loop_view.screenshot(path=str(ARTIFACTS / "11_10000_tasks.png"))
+        finally:
+            browser.close()
+    (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
+    print(json.dumps(timings, indent=2))
