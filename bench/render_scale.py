@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BUDGET_S = 2.0
 
@@ -29,8 +30,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    import matplotlib  # noqa: F401  (import costs are not render costs)
     import ipywidgets  # noqa: F401
+    import matplotlib  # noqa: F401  (import costs are not render costs)
     import pandas  # noqa: F401
 
     from async_expert_ext.render import _samples, frame, html, mime_bundle, text

@@ -23,7 +23,7 @@ def _real_loop_report() -> LoopReport:
     from async_expert_ext.loop.session import profile
 
     async def blocker() -> None:
-        time.sleep(0.12)  # the blocking line
+        time.sleep(0.12)  # noqa: ASYNC251 - the blocking line under test
 
     async def main() -> None:
         await asyncio.gather(blocker(), asyncio.sleep(0.02))
@@ -302,7 +302,7 @@ def test_mime_bundle_has_widget_html_and_text() -> None:
 
 
 class _FakeBar:
-    made: list["_FakeBar"] = []
+    made: list[_FakeBar] = []
 
     def __init__(self, total: int, desc: str, unit: str, leave: bool) -> None:
         self.total, self.n, self.closed = total, 0, False

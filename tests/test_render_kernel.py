@@ -3,7 +3,6 @@ widget view, ``text/html`` and ``text/plain``; and the scan magic shows it."""
 from __future__ import annotations
 
 import pytest
-
 from kernel_helpers import run_cells
 
 pytestmark = pytest.mark.kernel

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["display_report", "mime_bundle", "last_view"]
+__all__ = ["display_report", "last_view", "mime_bundle"]
 
 _LAST_VIEW: Any = None
 

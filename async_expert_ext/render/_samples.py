@@ -11,7 +11,7 @@ import random
 
 from ..model import Finding, LoopReport, ScanReport
 
-__all__ = ["scan_report", "loop_report", "SAMPLE_SOURCE"]
+__all__ = ["SAMPLE_SOURCE", "loop_report", "scan_report"]
 
 SAMPLE_SOURCE = '''\
 import asyncio

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import BLOCKING_COLUMNS, FINDING_COLUMNS, LAG_COLUMNS, LOCK_COLUMNS, TASK_COLUMNS
+from ..model import (
+    BLOCKING_COLUMNS,
+    FINDING_COLUMNS,
+    LAG_COLUMNS,
+    LOCK_COLUMNS,
+    TASK_COLUMNS,
+)
 from .html import SEVERITY_BACKGROUNDS, SEVERITY_COLORS
 from .plots import STATE_COLORS
 from .sections import findings_of, is_loop_report
 
-__all__ = ["COLUMN_DOCS", "TABLES", "describe", "frames", "findings_frame", "style", "render"]
+__all__ = ["COLUMN_DOCS", "TABLES", "describe", "findings_frame", "frames", "render", "style"]
 
 #: Per table, per column: a one-line meaning with its unit.
 COLUMN_DOCS: dict[str, dict[str, str]] = {

@@ -22,7 +22,7 @@ from .sections import (
     is_loop_report,
 )
 
-__all__ = ["render", "render_scan", "render_loop", "finding_detail", "summary_html", "profile_html", "iframe", "SEVERITY_COLORS", "STYLE"]
+__all__ = ["SEVERITY_COLORS", "STYLE", "finding_detail", "iframe", "profile_html", "render", "render_loop", "render_scan", "summary_html"]
 
 #: Text colour per severity; frame.py and widget.py use the same palette.
 SEVERITY_COLORS = {"critical": "#b00020", "warning": "#b26a00", "info": "#1565c0"}
@@ -220,7 +220,7 @@ def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int)
 
 
 def render(
-    report: ScanReport | LoopReport,
+    report: Any,
     *,
     max_findings: int = 500,
     max_details: int = 200,

@@ -13,9 +13,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["STATE_COLORS", "task_timeline", "lag_plot", "to_data_uri", "to_png", "cached_png"]
+__all__ = ["STATE_COLORS", "cached_png", "lag_plot", "task_timeline", "to_data_uri", "to_png"]
 
 #: Colour of a task's bar by its end state (see ``TASK_COLUMNS["state"]``).
 STATE_COLORS: dict[str, str] = {
@@ -126,7 +127,7 @@ def lag_plot(report: Any, *, width: float = 9.0, height: float = 3.2) -> Any:
     threshold = _num((getattr(report, "settings", None) or {}).get("threshold_ms"), 50.0)
     fig = _figure(width, height)
     ax = fig.add_subplot()
-    lag = sorted(((_num(r.get("t_s"), 0.0), _num(r.get("lag_ms"), 0.0)) for r in report.lag_records))
+    lag = sorted((_num(r.get("t_s"), 0.0), _num(r.get("lag_ms"), 0.0)) for r in report.lag_records)
     if lag:
         xs, ys = zip(*lag)
         ax.plot(xs, ys, color="#1565c0", lw=1, label="loop lag")
@@ -173,7 +174,8 @@ def cached_png(report: Any, name: str) -> bytes:
     Raises:
         KeyError: for another name.
     """
-    build = {"timeline": task_timeline, "lag": lag_plot}[name]
+    builders: dict[str, Callable[..., Any]] = {"timeline": task_timeline, "lag": lag_plot}
+    build = builders[name]
     key = (id(report), name, len(report.task_records), len(report.blocking_records), len(report.lag_records))
     png = _PNG_CACHE.get(key)
     if png is None:

@@ -9,9 +9,10 @@ passes through untouched, so the magic stays interruptible.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["make_progress", "MIN_FILES"]
+__all__ = ["MIN_FILES", "make_progress"]
 
 #: Scans of more files than this get a bar ("more than a few dozen").
 MIN_FILES = 36
@@ -31,9 +32,11 @@ class _Progress:
             return
         if self.bar is None:
             try:
-                factory = self.factory
+                factory: Any = self.factory
                 if factory is None:
-                    from tqdm.auto import tqdm as factory
+                    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+                    factory = tqdm
                 self.bar = factory(total=total, desc=self.desc, unit="file", leave=False)
             except Exception:  # no tqdm / no widgets: scanning matters more than the bar
                 self.disabled = True

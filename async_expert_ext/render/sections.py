@@ -15,22 +15,23 @@ parts read the same everywhere. This module is pure (standard library only).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..model import KINDS, Finding, Section, Severity
 
 __all__ = [
-    "Item",
+    "FASTAPI_KINDS",
     "SECTION_TITLES",
     "VERIFICATION",
-    "FASTAPI_KINDS",
+    "Item",
     "build_sections",
-    "findings_of",
-    "counts_by_severity",
     "counts_by_kind",
+    "counts_by_severity",
     "excerpt",
     "finding_badges",
+    "findings_of",
     "is_loop_report",
 ]
 

@@ -11,9 +11,16 @@ import textwrap
 from typing import Any
 
 from ..model import LoopReport, ScanReport
-from .sections import build_sections, counts_by_kind, counts_by_severity, finding_badges, findings_of, is_loop_report
+from .sections import (
+    build_sections,
+    counts_by_kind,
+    counts_by_severity,
+    finding_badges,
+    findings_of,
+    is_loop_report,
+)
 
-__all__ = ["render", "render_scan", "render_loop"]
+__all__ = ["render", "render_loop", "render_scan"]
 
 
 def _headline(report: Any) -> str:
@@ -36,7 +43,7 @@ def _indent(text: str, prefix: str) -> str:
     return textwrap.indent(text, prefix, lambda _line: True)
 
 
-def render(report: ScanReport | LoopReport, *, max_findings: int = 200, sections: bool = True) -> str:
+def render(report: Any, *, max_findings: int = 200, sections: bool = True) -> str:
     """The whole report as plain text.
 
     Args:

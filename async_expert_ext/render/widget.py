@@ -22,14 +22,15 @@ first opened, so 5,000 findings or 10,000 tasks open in well under a second
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
-from typing import Any, Callable
+from typing import Any
 
 from ..model import Finding, Severity
 from . import html as _html
 from .sections import findings_of, is_loop_report
 
-__all__ = ["ReportView", "report_widget", "PAGE_SIZE"]
+__all__ = ["PAGE_SIZE", "ReportView", "report_widget"]
 
 #: Rows per page in the findings and tasks tables.
 PAGE_SIZE = 50
@@ -98,7 +99,7 @@ class ReportView:
     """
 
     def __init__(self, report: Any, *, page_size: int = PAGE_SIZE) -> None:
-        import ipywidgets as W
+        import ipywidgets as W  # type: ignore[import-untyped]
 
         self._W = W
         self.report = report
@@ -374,7 +375,7 @@ class ReportView:
         src = (self.sources or {}).get(str(b.get("path", "")))
         excerpt = ""
         if src and b.get("line"):
-            f = Finding(code="", kind="blocking-call-in-async", severity="critical", message="", path=str(b["path"]), line=int(b["line"]))
+            f = Finding(code="", kind="blocking-call-in-async", severity=Severity.CRITICAL, message="", path=str(b["path"]), line=int(b["line"]))
             from .sections import excerpt as _ex
 
             excerpt = "".join(
