@@ -605,3 +605,22 @@ def test_rules_work_when_the_collector_rule_is_not_selected() -> None:
     sleep = next(f for f in fs if f.line == line_of(ASYNC_ENDPOINT, "# SLEEP"))
     assert sleep.code == "AEX101" and "fastapi" not in sleep.extra and not sleep.message.startswith("endpoint")
     assert at(scan(MIDDLEWARE, Settings(cache=False, select=("AEX1503",))), "AEX1503") == [("basehttpmiddleware", line_of(MIDDLEWARE, "# AFTER"))]
+
+
+def test_sync_endpoint_db_query_is_a_low_confidence_hint() -> None:
+    body = """
+    from sqlalchemy.orm import Session
+
+    def get_db():
+        yield None
+
+    @app.post("/users")
+    def create_user(email: str, db: Session = Depends(get_db)):
+        db.commit()  # COMMIT
+        return {"email": email}
+    """
+    fs = scan(body)
+    f = next(f for f in fs if f.code == "AEX1501")
+    assert (f.kind, f.line, f.severity, f.confidence.value) == ("sync-endpoint-threadpool", line_of(body, "# COMMIT"), Severity.INFO, "low")
+    assert next(f for f in scan(THREADPOOL) if f.code == "AEX1501").confidence.value == "medium"
+    assert not [f for f in fs if f.kind == "blocking-call-in-async"]

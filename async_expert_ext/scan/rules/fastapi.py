@@ -1184,10 +1184,10 @@ def _first(roles: list[_Role], *names: str) -> _Role | None:
     return None
 
 
-def _heavy_chain(program: Program, f: FuncFacts) -> list[tuple[str, str, int, str]] | None:
+def _heavy_chain(program: Program, f: FuncFacts) -> list[tuple[str, str, int, str, str]] | None:
     """Shortest path from ``f`` to a critical-severity blocking note (sleep, sync HTTP/DB,
-    subprocess, CPU-heavy call ...), following sync callees: ``[(qualname, path, line, what)]``,
-    the last entry being the blocking call."""
+    subprocess, CPU-heavy call ...), following sync callees: ``[(qualname, path, line, what,
+    rule code)]``, the last entry being the blocking call (the only one with a code)."""
     from collections import deque
 
     parent: dict[str, tuple[str, int] | None] = {f.qualname: None}
@@ -1197,12 +1197,12 @@ def _heavy_chain(program: Program, f: FuncFacts) -> list[tuple[str, str, int, st
         for hit in cur.notes.get("blocking", ()):
             sev = hit[2] if len(hit) > 2 else "critical"
             if sev == "critical":
-                frames = [(cur.qualname, cur.path, int(hit[1]), str(hit[0]))]
+                frames = [(cur.qualname, cur.path, int(hit[1]), str(hit[0]), str(hit[3]) if len(hit) > 3 else "")]
                 name = cur.qualname
                 while parent[name] is not None:
                     caller, line = parent[name]  # type: ignore[misc]
                     cf = program.funcs[caller]
-                    frames.append((caller, cf.path, line, f"{_short(caller)} -> {_short(name)}"))
+                    frames.append((caller, cf.path, line, f"{_short(caller)} -> {_short(name)}", ""))
                     name = caller
                 return list(reversed(frames))
         for callee, line in cur.calls:
@@ -1236,7 +1236,9 @@ def _link_findings(program: Program, an: _Analysis) -> Iterable[Finding]:
             symbol=_symbol(program, f),
             snippet=lines.get(line, ""),
             message=SyncEndpointBlocking.message.format(role=ro.role, endpoint=label, call=chain[-1][3]),
-            call_chain=tuple(f"{w} ({p}:{ln})" for _q, p, ln, w in chain),
+            call_chain=tuple(f"{w} ({p}:{ln})" for _q, p, ln, w, _c in chain),
+            # a quick DB query is FastAPI's own tutorial pattern for `def` endpoints: lower confidence
+            confidence=Confidence.LOW if chain[-1][4] == "AEX108" else None,
             extra={"fastapi": {"role": ro.role, "route": ro.route, "methods": ro.methods, "endpoint": _name(an, q), "blocking": chain[-1][3]}},
         )
     # AEX1502: trivial sync endpoints competing with them
