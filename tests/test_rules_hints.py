@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
+from corpus_util import CORPUS
+
 from async_expert_ext.config import Settings
 from async_expert_ext.model import Confidence, Severity
 from async_expert_ext.scan.runner import scan_paths, scan_source
-
-from corpus_util import CORPUS
 
 
 def findings(src: str, *, path: str = "t.py", notebook: bool = False):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import textwrap
 
+from corpus_util import CORPUS
+
 from async_expert_ext.config import Settings
 from async_expert_ext.scan.runner import scan_paths, scan_source
-
-from corpus_util import CORPUS
 
 
 def findings(src: str, *, notebook: bool = False):

@@ -20,7 +20,8 @@ other families of this scanner (timeouts, sessions, hints).
 from __future__ import annotations
 
 import ast
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name
@@ -336,9 +337,6 @@ class LockNotReleased(Rule):
         for anc in ctx.ancestors():
             if isinstance(anc, ast.Try) and calls_method_on(anc.finalbody, key, _RELEASE):
                 return
-            if isinstance(anc, (ast.With, ast.AsyncWith)):
-                # contextlib.AsyncExitStack / callbacks registered for release
-                pass
         fn_body = getattr(fn.node, "body", [])
         release = calls_method_on(fn_body, key, _RELEASE)
         if release is not None:

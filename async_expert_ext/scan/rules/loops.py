@@ -23,7 +23,7 @@ the old way, and calling loop methods from another thread.
 from __future__ import annotations
 
 import ast
-from typing import Iterable
+from collections.abc import Iterable
 
 from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 import ast
-from typing import Iterable
+from collections.abc import Iterable
 
 from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name
@@ -112,9 +112,7 @@ class _Usage:
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
                 val = n.value
                 if val is not None and any(isinstance(m, ast.Name) and m.id == name for m in ast.walk(val)):
-                    if any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in targets):
-                        self.handed_over = True
-                    elif isinstance(val, (ast.Tuple, ast.List, ast.Dict)):
+                    if any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in targets) or isinstance(val, (ast.Tuple, ast.List, ast.Dict)):
                         self.handed_over = True
         if self.finally_close:
             self.managed = True
@@ -161,9 +159,7 @@ def _early_exits(stmts: list[ast.stmt]) -> Iterable[ast.stmt]:
         for n in nodes:
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
                 continue
-            if isinstance(n, (ast.Return, ast.Raise)):
-                yield n
-            elif isinstance(n, (ast.Continue, ast.Break)) and loop_depth == 0:
+            if isinstance(n, (ast.Return, ast.Raise)) or isinstance(n, (ast.Continue, ast.Break)) and loop_depth == 0:
                 yield n
             if isinstance(n, _LOOPS):
                 yield from walk(n.body, loop_depth + 1)
