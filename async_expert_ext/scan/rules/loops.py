@@ -180,7 +180,7 @@ class LoopRunnerHelper(Rule):
             return
         local = ctx.module + "."
         pkg = (ctx.package.split(".")[0] + ".") if ctx.package else local
-        passed = []
+        passed: list[tuple[int | None, str | None, str]] = []
         for i, a in enumerate(node.args):
             if isinstance(a, (ast.Name, ast.Attribute)):
                 q = ctx.resolve(a)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from typing import ClassVar
 
 from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name
@@ -67,7 +68,7 @@ def is_request_handler(fn_node: ast.AST, ctx: FileContext) -> bool:
     first = params[0]
     if first.arg == "request":
         return True
-    ann = dotted_name(first.annotation) if first.annotation is not None else ""
+    ann = (dotted_name(first.annotation) if first.annotation is not None else None) or ""
     return bool(ann) and ann.rpartition(".")[2] in ("Request", "BaseRequest")
 
 
@@ -173,7 +174,7 @@ def _early_exits(stmts: list[ast.stmt]) -> Iterable[ast.stmt]:
 class _SessionRule(Rule):
     kind = "unclosed-session"
     section = Section.ASYNC_PATTERNS
-    references = (AIOHTTP_SESSION, AIOHTTP_SHUTDOWN, HTTPX_ASYNC)
+    references: ClassVar[tuple[str, ...]] = (AIOHTTP_SESSION, AIOHTTP_SHUTDOWN, HTTPX_ASYNC)
 
 
 @rule
