@@ -242,3 +242,17 @@ def test_helper_defined_in_an_earlier_cell() -> None:
     report = scan_cells(cells, Settings(cache=False))
     got = [(f.code, f.kind, f.path, f.line) for f in report.findings if f.code.startswith("AEX60")]
     assert got == [("AEX602", "event-loop-already-running", "In[2]", 2)]
+
+
+def test_loop_helper_rule_works_with_the_direct_rule_ignored() -> None:
+    src = textwrap.dedent("""
+    import asyncio
+
+    def load(coro):
+        return asyncio.run(coro)
+
+    async def handler(coro):
+        return load(coro)
+    """)
+    report = scan_source(src, "t.py", notebook=False, module="t", settings=Settings(cache=False, ignore=["AEX601"]))
+    assert [(f.code, f.line) for f in report.findings if f.kind == "event-loop-already-running"] == [("AEX602", 8)]

@@ -186,3 +186,19 @@ def test_corpus_26_and_29() -> None:
     r29 = scan_paths([str(CORPUS / "29_async_generator_not_closed.py")], Settings(cache=False))
     got29 = [(f.code, f.kind, f.line) for f in r29.findings if f.code.startswith(("AEX4", "AEX7"))]
     assert got29 == [("AEX710", "async-generator-not-closed", 26)]
+
+
+def test_each_session_rule_works_when_selected_alone() -> None:
+    src = textwrap.dedent("""
+    import aiohttp
+
+    async def worker(urls):
+        for url in urls:
+            session = aiohttp.ClientSession()
+            if not url:
+                continue
+            await session.close()
+    """)
+    for code, line in (("AEX702", 8), ("AEX703", 6)):
+        report = scan_source(src, "t.py", notebook=False, module="t", settings=Settings(cache=False, select=[code]))
+        assert [(f.code, f.line) for f in report.findings] == [(code, line)]

@@ -130,8 +130,6 @@ class LoopRunInCoroutine(Rule):
             return
         if ctx.in_coroutine:
             self.report(ctx, node, name=shown)
-        else:
-            ctx.note("runs_loop", (shown, node.lineno))
 
 
 @rule
@@ -160,6 +158,12 @@ class LoopRunnerHelper(Rule):
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
         fn = ctx.function
+        if fn is not None and not fn.is_async:
+            runner = loop_runner_name(node, ctx)
+            if runner is not None:
+                # a sync function that starts a loop: the linker fact this rule follows
+                ctx.note("runs_loop", (_display(runner), node.lineno))
+                return
         on_loop = ctx.in_coroutine or (ctx.notebook and (fn is None or fn.kind == "module"))
         if on_loop and not is_awaited(node, ctx):
             name = call_name(node, ctx)

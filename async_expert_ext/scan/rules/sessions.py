@@ -199,39 +199,81 @@ class UnclosedSession(_SessionRule):
     references = (AIOHTTP_SESSION, AIOHTTP_QUICKSTART, AIOHTTP_SHUTDOWN, HTTPX_ASYNC)
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
-        ctor = call_name(node, ctx)
-        if ctor not in SESSION_TYPES:
-            return
-        fn = ctx.function
-        if fn is None or fn.kind != "function":
-            return  # module level: one session for the program (or a notebook's namespace)
-        parent = ctx.parent
-        loop = _in_loop(ctx)
-        handler = is_request_handler(fn.node, ctx)
-        where = "created per loop iteration and " if loop is not None else ("created per request and " if handler else "")
-        shown = ctor
-        if isinstance(parent, ast.withitem):
-            grand = ctx.parents[-2] if len(ctx.parents) > 1 else None
-            if isinstance(grand, ast.AsyncWith) and (loop is not None or handler):
-                SessionPerIteration().report_to(ctx, node, shown, loop is not None)
-            return
-        if isinstance(parent, ast.Attribute) and parent.value is node:
-            self.report(ctx, node, ctor=shown, where=where, var="session")
-            return
-        if isinstance(parent, (ast.Assign, ast.AnnAssign)):
-            targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
-            if len(targets) != 1 or not isinstance(targets[0], ast.Name):
-                return  # self.session = ... / d[k] = ...: stored, closed elsewhere
-            var = targets[0].id
-            usage = _Usage(getattr(fn.node, "body", []), var)
-            if usage.handed_over:
-                return
-            if not usage.managed:
-                self.report(ctx, node, ctor=shown, where=where, var=var)
-            elif loop is not None or handler:
-                SessionPerIteration().report_to(ctx, node, shown, loop is not None)
-            if usage.close_calls and not usage.finally_close:
-                EarlyExitSkipsClose().check(ctx, node, var, usage.close_calls)
+        v = session_verdict(node, ctx)
+        if v is not None and v.unclosed:
+            self.report(ctx, node, ctor=v.ctor, where=v.where, var=v.var)
+
+
+class SessionVerdict:
+    """What one ``ClientSession()``/``AsyncClient()`` call site does with its session
+    (shared by AEX701-703, computed once per call node).
+
+    Attributes:
+        ctor: the constructor's canonical name.
+        var: the local name it is bound to ("session" when unbound).
+        where: "created per loop iteration and " / "created per request and " / "".
+        unclosed: neither ``async with``, awaited close, finally close, nor handed over.
+        per_iteration: closed correctly, but made per loop iteration or per request.
+        in_loop: made inside a loop (else per request, when ``per_iteration``).
+        close_calls: ``var.close()``/``aclose()`` calls outside any ``finally``.
+    """
+
+    def __init__(self, ctor: str, var: str, where: str) -> None:
+        self.ctor = ctor
+        self.var = var
+        self.where = where
+        self.unclosed = False
+        self.per_iteration = False
+        self.in_loop = False
+        self.close_calls: list[ast.Call] = []
+
+
+def session_verdict(node: ast.Call, ctx: FileContext) -> SessionVerdict | None:
+    """The :class:`SessionVerdict` of a session constructor call, or None for any other
+    call (or a session made at module level: one for the program)."""
+    try:
+        return node._aex_session  # type: ignore[attr-defined,no-any-return]
+    except AttributeError:
+        pass
+    v = _session_verdict(node, ctx)
+    node._aex_session = v  # type: ignore[attr-defined]
+    return v
+
+
+def _session_verdict(node: ast.Call, ctx: FileContext) -> SessionVerdict | None:
+    ctor = call_name(node, ctx)
+    if ctor not in SESSION_TYPES:
+        return None
+    fn = ctx.function
+    if fn is None or fn.kind != "function":
+        return None
+    parent = ctx.parent
+    loop = _in_loop(ctx)
+    handler = is_request_handler(fn.node, ctx)
+    where = "created per loop iteration and " if loop is not None else ("created per request and " if handler else "")
+    v = SessionVerdict(ctor, "session", where)
+    v.in_loop = loop is not None
+    hot = loop is not None or handler
+    if isinstance(parent, ast.withitem):
+        grand = ctx.parents[-2] if len(ctx.parents) > 1 else None
+        v.per_iteration = isinstance(grand, ast.AsyncWith) and hot
+        return v
+    if isinstance(parent, ast.Attribute) and parent.value is node:
+        v.unclosed = True  # `await aiohttp.ClientSession().get(url)`
+        return v
+    if isinstance(parent, (ast.Assign, ast.AnnAssign)):
+        targets = parent.targets if isinstance(parent, ast.Assign) else [parent.target]
+        if len(targets) != 1 or not isinstance(targets[0], ast.Name):
+            return v  # self.session = ... / d[k] = ...: stored, closed elsewhere
+        v.var = targets[0].id
+        usage = _Usage(getattr(fn.node, "body", []), v.var)
+        if usage.handed_over:
+            return v
+        v.unclosed = not usage.managed
+        v.per_iteration = usage.managed and hot
+        if not usage.finally_close:
+            v.close_calls = usage.close_calls
+    return v
 
 
 @rule
@@ -252,6 +294,11 @@ class EarlyExitSkipsClose(_SessionRule):
         "# before\nsession = aiohttp.ClientSession()\nif not await ok(session):\n    continue\nawait session.close()\n\n"
         "# after\nasync with aiohttp.ClientSession() as session:\n    if not await ok(session):\n        continue"
     )
+
+    def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
+        v = session_verdict(node, ctx)
+        if v is not None and v.close_calls:
+            self.check(ctx, node, v.var, v.close_calls)
 
     def check(self, ctx: FileContext, node: ast.Call, var: str, closes: list[ast.Call]) -> None:
         stmt, parent = enclosing_statement(ctx)
@@ -296,8 +343,10 @@ class SessionPerIteration(_SessionRule):
     )
     references = (AIOHTTP_QUICKSTART, HTTPX_ASYNC)
 
-    def report_to(self, ctx: FileContext, node: ast.Call, ctor: str, in_loop: bool) -> None:
-        self.report(ctx, node, ctor=ctor, where="per loop iteration" if in_loop else "per request")
+    def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
+        v = session_verdict(node, ctx)
+        if v is not None and v.per_iteration:
+            self.report(ctx, node, ctor=v.ctor, where="per loop iteration" if v.in_loop else "per request")
 
 
 # ---------------------------------------------------------------------------
