@@ -202,3 +202,14 @@ def test_each_session_rule_works_when_selected_alone() -> None:
     for code, line in (("AEX702", 8), ("AEX703", 6)):
         report = scan_source(src, "t.py", notebook=False, module="t", settings=Settings(cache=False, select=[code]))
         assert [(f.code, f.line) for f in report.findings] == [(code, line)]
+
+
+def test_session_returned_inside_a_private_wrapper_is_handed_over() -> None:
+    src = """
+    import aiohttp
+
+    def request(method, url):
+        session = aiohttp.ClientSession()
+        return _SessionRequestContextManager(session._request(method, url), session)
+    """
+    assert hits(src, "AEX70") == []

@@ -125,7 +125,7 @@ class _Usage:
             return False
         func = call.func
         tail = func.attr if isinstance(func, ast.Attribute) else (func.id if isinstance(func, ast.Name) else "")
-        return tail in _HANDOVER_CALLS or tail[:1].isupper()
+        return tail in _HANDOVER_CALLS or tail.lstrip("_")[:1].isupper()
 
 
 def _holds(value: ast.AST, name: str) -> bool:
