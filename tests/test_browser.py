@@ -344,3 +344,52 @@ def test_large_reports_render_in_browser(jupyterlab):
             browser.close()
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
     print(json.dumps(timings, indent=2))
+
+
+def test_exported_html_reads_without_a_kernel(tmp_path):
+    """nbconvert's HTML export of an executed notebook saved without widget state
+    (JupyterLab's default) falls back to the static report: findings, five parts and both plots, which
+    chromium decodes from their data URIs."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import expect, sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.from_dict(_notebook([
+        "%load_ext async_expert_ext",
+        SCAN_CELL,
+        "from async_expert_ext.render import _samples, display_report\ndisplay_report(_samples.loop_report(200, blocks=2))",
+    ]))
+    env_cache = str(tmp_path / "cache")
+    os.environ.setdefault("ASYNC_EXPERT_CACHE_DIR", env_cache)
+    # JupyterLab saves no widget state by default; nbconvert then shows the text/html fallback
+    NotebookClient(nb, timeout=120, kernel_name="python3", store_widget_state=False,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    out = ARTIFACTS / "export.html"
+    out.write_text(body)
+    assert "In[2]:8" in body and "AEX101" in body and "AEX210" in body
+    assert "Best-practice implementation" in body
+    assert body.count("data:image/png;base64,") >= 2
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(out.as_uri())
+            report = page.locator(".aex-report").first
+            expect(report).to_contain_text("Critical issues", timeout=30_000)
+            expect(report.locator("table.aex-findings")).to_contain_text("AEX101")
+            for alt in ("loop lag over time", "task timeline"):
+                img = page.locator(f"img[alt='{alt}']").first
+                img.scroll_into_view_if_needed()
+                assert img.evaluate("i => i.complete && i.naturalWidth") > 100, alt
+            # a finding's details open without JavaScript
+            page.locator("table.aex-findings details summary").first.click()
+            expect(page.locator("table.aex-findings details[open]").first).to_contain_text("Fix:")
+            page.screenshot(path=str(ARTIFACTS / "20_export.png"), full_page=False)
+            page.locator("img[alt='task timeline']").first.screenshot(path=str(ARTIFACTS / "21_export_timeline.png"))
+        finally:
+            browser.close()

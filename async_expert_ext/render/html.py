@@ -34,7 +34,9 @@ STYLE = """
 .aex-report{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:13px;line-height:1.4;max-width:1100px}
 .aex-report h3{margin:.4em 0}.aex-report h4{margin:.8em 0 .3em 0;border-bottom:1px solid #ddd}
 .aex-report table{border-collapse:collapse;margin:.3em 0}
-.aex-report th,.aex-report td{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}
+.aex-report th,.aex-report td{border:1px solid #ddd;padding:2px 6px;text-align:left !important;vertical-align:top}
+.aex-report pre,.aex-report code,.aex-report details,.aex-report summary,.aex-report p,.aex-report li{text-align:left !important}
+.aex-report tbody tr:nth-child(odd){background:transparent}
 .aex-report th{background:#f5f5f5}
 .aex-report pre{background:#f7f7f7;padding:6px;margin:.3em 0;overflow-x:auto;font-size:12px}
 .aex-report .sev{font-weight:bold;padding:0 4px;border-radius:3px}

@@ -47,7 +47,7 @@ _WIDGET_CSS = """
 """
 
 # column name -> (header, width in characters)
-_COLUMNS = (("severity", "severity", 9), ("code", "code", 8), ("kind", "kind", 28), ("location", "location", 34), ("message", "message", 0))
+_COLUMNS = (("severity", "severity", 9), ("code", "code", 8), ("kind", "kind", 26), ("location", "location", 26), ("message", "message", 0))
 _SORTS: dict[str, Callable[[Finding], Any]] = {
     "severity": lambda f: (-f.severity.rank, f.path, f.line),
     "kind": lambda f: (f.kind, -f.severity.rank, f.path, f.line),
