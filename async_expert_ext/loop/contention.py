@@ -638,6 +638,12 @@ class ContentionMonitor(Instrument):
         if summary:
             report.tables["contention"] = summary
         for d in self.deadlocks.values():
+            if is_library_file(d["file"]):
+                session.report.notes.append(
+                    f"library code at {session.where(d['file'], d['line'])} waited on {d['primitive']} {d['name']} "
+                    f"that could not be granted ({d['shape']}, {d['waited_ms']:.0f} ms)"
+                )
+                continue
             self._deadlock_finding(session, d)
         self._thread_lock_findings(session)
 
@@ -646,7 +652,10 @@ class ContentionMonitor(Instrument):
             return
         if st.contended_hold_max < self.threshold or st.wait_max < self.threshold:
             return
-        (fn, line, func), held = st.hold_sites.most_common(1)[0]
+        user_sites = [(site, held) for site, held in st.hold_sites.most_common() if not is_library_file(site[0])]
+        if not user_sites:
+            return  # a framework's own lock (the kernel's, a client library's): rows only
+        (fn, line, func), held = user_sites[0]
         across = [a for a, _n in st.held_across.most_common(3) if a]
         where = session.where(fn, line)
         session.add_finding(
