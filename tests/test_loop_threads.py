@@ -148,3 +148,42 @@ def test_no_report_after_the_session_even_through_kept_references():
 
     asyncio.run(main())
     assert mon.calls == []
+
+
+def test_kernel_cells_restore_every_patch_of_these_instruments(tmp_path):
+    """In a real kernel: contention, executor, threadsafe and async-generator patches are
+    gone after a normal cell and after a failing one, and the next cell runs as usual."""
+    from kernel_helpers import run_cells
+
+    probe = (
+        "import asyncio, asyncio.base_events, concurrent.futures, sys\n"
+        "state = lambda: (asyncio.Lock.__dict__['acquire'], asyncio.Queue.__dict__['get'],\n"
+        "    asyncio.base_events.BaseEventLoop.__dict__['call_soon'], asyncio.base_events.BaseEventLoop.__dict__['stop'],\n"
+        "    concurrent.futures.ThreadPoolExecutor.__dict__['submit'], asyncio.tasks._GatheringFuture.__dict__['__init__'],\n"
+        "    sys.get_asyncgen_hooks())\n"
+    )
+    cells = run_cells(
+        [
+            "%load_ext async_expert_ext",
+            probe + "before = state()",
+            "%%loop_profile --no-profile -o rep\n"
+            "lock = asyncio.Lock()\n"
+            "async def w():\n"
+            "    async with lock:\n"
+            "        await asyncio.sleep(0.1)\n"
+            "await asyncio.gather(w(), w(), w())\n"
+            "await asyncio.to_thread(sum, range(10))",
+            "%%loop_profile --no-profile\nawait asyncio.sleep(0)\nraise ValueError('boom')",
+            "print(state() == before)\n"
+            "print(sorted({f.kind for f in rep.finding_list if f.source == 'runtime' or f.extra.get('confirmed')}))\n"
+            "print(len(rep.lock_records), rep.tables['executor'][0]['submitted'])",
+        ],
+        cwd=tmp_path,
+    )
+    assert cells[2].error is None
+    assert cells[3].error is not None and cells[3].error.ename == "ValueError"
+    assert cells[4].error is None, cells[4].error
+    lines = cells[4].stdout.splitlines()
+    assert lines[0] == "True"
+    assert "lock-held-across-await" in lines[1]
+    assert lines[2] == "2 1"
