@@ -13,13 +13,12 @@ import threading
 import time
 
 import pytest
+from corpus_util import CORPUS, corpus_expected
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
 from async_expert_ext.loop.contention import _TARGETS, ContentionMonitor
 from async_expert_ext.loop.detectors import BlockingDetector, TaskTracker
-
-from corpus_util import CORPUS, corpus_expected
 
 
 def line_of(fn, marker: str) -> int:
@@ -211,9 +210,8 @@ async def _nested_same_function() -> None:
     lock = asyncio.Lock()
 
     async def twice() -> None:
-        async with lock:
-            async with lock:  # AGAIN
-                pass
+        async with lock, lock:  # AGAIN
+            pass
 
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(twice(), 0.2)

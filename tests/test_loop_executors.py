@@ -9,12 +9,11 @@ import time
 import anyio
 import anyio.to_thread
 import pytest
+from corpus_util import CORPUS, corpus_expected
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
 from async_expert_ext.loop.executors import EXECUTOR_COLUMNS, ExecutorMonitor
-
-from corpus_util import CORPUS, corpus_expected
 
 
 def line_of(fn, marker: str) -> int:

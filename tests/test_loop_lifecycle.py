@@ -8,11 +8,10 @@ import inspect
 import sys
 
 import pytest
+from corpus_util import CORPUS, corpus_expected
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
-
-from corpus_util import CORPUS, corpus_expected
 
 
 def line_of(fn, marker: str) -> int:

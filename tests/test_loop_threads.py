@@ -6,12 +6,11 @@ import inspect
 import threading
 
 import pytest
+from corpus_util import CORPUS, corpus_expected
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
 from async_expert_ext.loop.threads import CHECKED_METHODS, ThreadsafeMonitor
-
-from corpus_util import CORPUS, corpus_expected
 
 
 def line_of(fn, marker: str) -> int:
@@ -166,17 +165,21 @@ def test_kernel_cells_restore_every_patch_of_these_instruments(tmp_path):
         [
             "%load_ext async_expert_ext",
             probe + "before = state()",
-            "%%loop_profile --no-profile -o rep\n"
-            "lock = asyncio.Lock()\n"
-            "async def w():\n"
-            "    async with lock:\n"
-            "        await asyncio.sleep(0.1)\n"
-            "await asyncio.gather(w(), w(), w())\n"
-            "await asyncio.to_thread(sum, range(10))",
+            (
+                "%%loop_profile --no-profile -o rep\n"
+                "lock = asyncio.Lock()\n"
+                "async def w():\n"
+                "    async with lock:\n"
+                "        await asyncio.sleep(0.1)\n"
+                "await asyncio.gather(w(), w(), w())\n"
+                "await asyncio.to_thread(sum, range(10))"
+            ),
             "%%loop_profile --no-profile\nawait asyncio.sleep(0)\nraise ValueError('boom')",
-            "print(state() == before)\n"
-            "print(sorted({f.kind for f in rep.finding_list if f.source == 'runtime' or f.extra.get('confirmed')}))\n"
-            "print(len(rep.lock_records), rep.tables['executor'][0]['submitted'])",
+            (
+                "print(state() == before)\n"
+                "print(sorted({f.kind for f in rep.finding_list if f.source == 'runtime' or f.extra.get('confirmed')}))\n"
+                "print(len(rep.lock_records), rep.tables['executor'][0]['submitted'])"
+            ),
         ],
         cwd=tmp_path,
     )

@@ -42,6 +42,7 @@ lock held across a network round trip), https://github.com/skypilot-org/skypilot
 from __future__ import annotations
 
 import ast
+import functools
 import asyncio
 import inspect
 import linecache
@@ -53,13 +54,14 @@ import threading
 import time
 import weakref
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..model import Confidence, Section, Severity
 from .instrument import Instrument
 from .session import ProfileSession, is_library_file
 
-__all__ = ["ContentionMonitor", "CONTENTION_CODES"]
+__all__ = ["CONTENTION_CODES", "ContentionMonitor"]
 
 #: Codes of the runtime findings of this module.
 CONTENTION_CODES = {"lock-held-across-await": "AEX930", "deadlock": "AEX931"}
@@ -105,9 +107,25 @@ class _State:
     """Bookkeeping for one primitive (only for primitives used during the session)."""
 
     __slots__ = (
-        "kind", "name", "file", "line", "ref", "acquisitions", "waits", "wait_total", "wait_max",
-        "waiting", "peak_waiting", "holders", "contended", "hold_sites", "held_across",
-        "contended_hold_max", "contended_hold_total", "contended_holds", "pending_rows",
+        "acquisitions",
+        "contended",
+        "contended_hold_max",
+        "contended_hold_total",
+        "contended_holds",
+        "file",
+        "held_across",
+        "hold_sites",
+        "holders",
+        "kind",
+        "line",
+        "name",
+        "peak_waiting",
+        "pending_rows",
+        "ref",
+        "wait_max",
+        "wait_total",
+        "waiting",
+        "waits",
     )
 
     def __init__(self, kind: str) -> None:
@@ -211,7 +229,7 @@ class ContentionMonitor(Instrument):
             st = _State(kind)
             key = id(obj)
             states = self.states
-            st.ref = weakref.ref(obj, lambda _r, k=key: states.pop(k, None))
+            st.ref = weakref.ref(obj, functools.partial(_forget, states, key))
             st.name = f"{kind} (created before the profile)"
             states[key] = st
             if len(self.all_states) < _MAX_ROWS:
@@ -222,7 +240,7 @@ class ContentionMonitor(Instrument):
         """(file, line, qualname, chain) of the innermost frame outside asyncio when that is
         user code (chain: the user frames, innermost first); a library caller (a framework's
         own Event or Queue) is named as such, with no chain."""
-        f = frame
+        f: Any = frame
         while f is not None and f.f_code.co_filename.startswith(_ASYNCIO_DIR):
             f = f.f_back
         if f is not None and is_library_file(f.f_code.co_filename):
@@ -230,7 +248,7 @@ class ContentionMonitor(Instrument):
         user = self.session.user_frame(frame)
         if user is None:
             return "", 0, "", ()
-        chain = []
+        chain: list[tuple[str, int, str]] = []
         f = user
         while f is not None and len(chain) < _MAX_CHAIN:
             code = f.f_code
@@ -253,7 +271,7 @@ class ContentionMonitor(Instrument):
                 orig(obj, *args, **kwargs)
                 if this.active:
                     st = this._state(obj, type(obj).__name__ if kind != "Queue" else "Queue")
-                    f = sys._getframe(1)
+                    f: Any = sys._getframe(1)
                     while f is not None and f.f_code.co_filename.startswith(_ASYNCIO_DIR):
                         f = f.f_back
                     if f is not None:
@@ -383,8 +401,7 @@ class ContentionMonitor(Instrument):
         if contended:
             st.contended_holds += 1
             st.contended_hold_total += hold
-            if hold > st.contended_hold_max:
-                st.contended_hold_max = hold
+            st.contended_hold_max = max(st.contended_hold_max, hold)
             if code is not None:
                 st.hold_sites[(code.co_filename, line, code.co_qualname)] += hold
 
@@ -575,7 +592,7 @@ class ContentionMonitor(Instrument):
                 coro = task.get_coro()
             except Exception:
                 continue
-            obj = coro
+            obj: Any = coro
             depth = 0
             while obj is not None and depth < _MAX_CHAIN:
                 depth += 1
@@ -824,6 +841,10 @@ class ContentionMonitor(Instrument):
                     "acquire": acquire_line,
                 },
             )
+
+
+def _forget(states: dict[int, _State], key: int, _ref: Any) -> None:
+    states.pop(key, None)
 
 
 def _held_across(session: ProfileSession, stack: list[tuple[str, int, str]]) -> str:

@@ -35,13 +35,14 @@ import threading
 import time
 import weakref
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..model import Confidence, Section, Severity
 from .instrument import Instrument
 from .session import ProfileSession, is_library_file
 
-__all__ = ["ExecutorMonitor", "EXECUTOR_CODES", "EXECUTOR_COLUMNS"]
+__all__ = ["EXECUTOR_CODES", "EXECUTOR_COLUMNS", "ExecutorMonitor"]
 
 #: Codes of the runtime findings of this module.
 EXECUTOR_CODES = {"executor-exhaustion": "AEX940", "sync-endpoint-threadpool": "AEX941", "slow-endpoint": "AEX942"}
@@ -196,7 +197,7 @@ class ExecutorMonitor(Instrument):
 
             run_sync_in_worker_thread._aex_session = session  # type: ignore[attr-defined]
             wrapper = classmethod(run_sync_in_worker_thread)
-            setattr(cls, "run_sync_in_worker_thread", wrapper)
+            setattr(cls, "run_sync_in_worker_thread", wrapper)  # noqa: B010 - cls is Any | None to mypy
             self.saved_anyio_wrapper = wrapper
         assert session.loop is not None
         self.tick_every = max(0.01, self.threshold / 2.0)

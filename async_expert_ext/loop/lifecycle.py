@@ -39,7 +39,7 @@ from ..model import Confidence, Section, Severity
 from .instrument import Instrument
 from .session import ProfileSession, is_library_file
 
-__all__ = ["GatherMonitor", "AsyncGenMonitor", "CrossLoopMonitor", "LIFECYCLE_CODES"]
+__all__ = ["LIFECYCLE_CODES", "AsyncGenMonitor", "CrossLoopMonitor", "GatherMonitor"]
 
 #: Codes of the runtime findings of this module.
 LIFECYCLE_CODES = {
@@ -95,7 +95,7 @@ class GatherMonitor(Instrument):
 
         __init__._aex_session = session  # type: ignore[attr-defined]
         __init__.__wrapped__ = orig  # type: ignore[attr-defined]
-        self.cls.__init__ = __init__
+        setattr(self.cls, "__init__", __init__)  # noqa: B010 - a class attribute patch
 
     def _note(self, outer: Any, children: Any) -> None:
         user = self.session.user_frame(sys._getframe(2))
@@ -111,7 +111,7 @@ class GatherMonitor(Instrument):
             exc = getattr(fut, "_exception", None)
             if exc is None:
                 return
-            pending = [r for r in refs if r() is not None and not r().done()]
+            pending = [r for r in refs if (c := r()) is not None and not c.done()]
             if not pending:
                 return
             rec = {
@@ -150,7 +150,7 @@ class GatherMonitor(Instrument):
             h.cancel()
         cls = getattr(self, "cls", None)
         if cls is not None and getattr(cls.__dict__.get("__init__"), "_aex_session", None) is session:
-            cls.__init__ = self.orig
+            setattr(cls, "__init__", self.orig)  # noqa: B010
 
     def finish(self, session: ProfileSession, report: Any) -> None:
         groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}

@@ -28,13 +28,14 @@ import os
 import sys
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..model import Confidence, Section, Severity
 from .instrument import Instrument
 from .session import ProfileSession, is_library_file
 
-__all__ = ["ThreadsafeMonitor", "THREADSAFE_CODE", "CHECKED_METHODS"]
+__all__ = ["CHECKED_METHODS", "THREADSAFE_CODE", "ThreadsafeMonitor"]
 
 #: Code of the runtime threadsafe-misuse finding.
 THREADSAFE_CODE = "AEX950"
@@ -163,8 +164,8 @@ class ThreadsafeMonitor(Instrument):
             fn, line, func = user.f_code.co_filename, user.f_lineno, user.f_code.co_qualname
         else:  # library code misusing the loop: keep the innermost frame for the table
             fn, line, func = caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname
-        chain = []
-        f = frame
+        chain: list[tuple[str, int, str]] = []
+        f: Any = frame
         while f is not None and len(chain) < 16:
             c = f.f_code
             chain.append((c.co_filename, f.f_lineno, c.co_qualname))
