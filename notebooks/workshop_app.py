@@ -31,7 +31,7 @@ async def health() -> dict:
 
 @app.get("/report")
 async def report() -> dict:
-    time.sleep(0.1)  # "the report query": a sync call in an async endpoint
+    time.sleep(0.1)  # noqa: ASYNC251 - the bug this app teaches: a sync call in an async endpoint
     return {"rows": 42}
 
 
@@ -49,7 +49,7 @@ async def rates(request: Request) -> dict:
 
 
 class _Upstream(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = json.dumps({"EUR": 1.0, "USD": 1.08}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

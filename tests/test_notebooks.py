@@ -160,9 +160,8 @@ def _number(pattern: str, text: str) -> float:
 @pytest.fixture
 def run_notebook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Execute one notebook in a temp copy of notebooks/; return a :class:`Run`."""
-    from nbclient import NotebookClient
-
     from kernel_helpers import KERNEL_NAME, ensure_kernelspec
+    from nbclient import NotebookClient
 
     ensure_kernelspec()
     folder = tmp_path / "notebooks"
