@@ -710,6 +710,14 @@ def walk_file(ctx: FileContext, dispatch: Dispatch) -> FileResult:
     # ctx/operator leaves carry nothing a rule needs, unless a rule hooks one of them
     skip_leaves = not any(issubclass(nt, _LEAF_BASES) for nt in (*enter, *leave))
     field_cache: dict[type, tuple[str, ...]] = {}
+    # node types the walk can step over: no hooks, no bookkeeping, no children to visit
+    # (Constant, Pass, Break, ... and, unless hooked, the ctx/operator leaves)
+    _special = (ast.Assign, ast.ClassDef, ast.Import, ast.ImportFrom, ast.AnnAssign, ast.With, ast.AsyncWith, ast.Call, *_SCOPE_FUNCS)
+    inert = frozenset(
+        nt
+        for nt in (ast.Constant, ast.Pass, ast.Break, ast.Continue, ast.Global, ast.Nonlocal, ast.alias)
+        if nt not in enter and nt not in leave and nt not in _special and not _child_fields(nt, skip_leaves)
+    )
 
     def fields_of(t: type) -> tuple[str, ...]:
         fields = field_cache.get(t)
@@ -796,9 +804,9 @@ def walk_file(ctx: FileContext, dispatch: Dispatch) -> FileResult:
             v = getattr(node, name, None)
             if type(v) is list:
                 for item in v:
-                    if isinstance(item, AST):
+                    if isinstance(item, AST) and type(item) not in inert:
                         visit(item)
-            elif isinstance(v, AST):
+            elif isinstance(v, AST) and type(v) not in inert:
                 visit(v)
         parents.pop()
 
