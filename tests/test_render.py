@@ -330,3 +330,37 @@ def test_progress_only_for_big_scans(tmp_path) -> None:
     (small / "a.py").write_text("x = 1\n")
     scan_paths([str(small)], progress=make_progress(factory=_FakeBar))
     assert len(_FakeBar.made) == 1  # no bar for one file
+
+
+class _Recall:
+    """The memory file's Recall interface: status_of(finding) -> str."""
+
+    def __init__(self, seen: dict[str, str]) -> None:
+        self.seen = seen
+
+    def status_of(self, f: Finding) -> str:
+        return f"seen before (first {self.seen[f.fingerprint]})" if f.fingerprint in self.seen else "new"
+
+
+def test_memory_recall_marks_findings_in_every_renderer() -> None:
+    from async_expert_ext.render import mime_bundle
+
+    report = scan_source(ONE_SOURCE + "\nasync def other():\n    time.sleep(2)\n", path="app.py")
+    first, second = (f for f in report.findings if f.code == "AEX101")
+    recall = _Recall({first.fingerprint: "2026-11-20"})
+    bundle, view = mime_bundle(report, widget=True, memory=recall)
+    assert "seen before: first 2026-11-20" in bundle["text/plain"]
+    assert "new: not in the memory file" in bundle["text/plain"]
+    assert "seen before: first 2026-11-20" in bundle["text/html"]
+    view.select([f.line for f in view.visible_rows()].index(first.line))
+    assert "seen before: first 2026-11-20" in view.detail.value
+    view.select([f.line for f in view.visible_rows()].index(second.line))
+    assert "new: not in the memory file" in view.detail.value
+
+
+def test_confirmed_badge_uses_the_join_cost_text() -> None:
+    f = Finding(code="AEX101", kind="blocking-call-in-async", severity="critical", message="m",
+                extra={"confirmed": True, "runtime": "blocked the loop 3 times for 0.61 s in total", "blocked_ms": 610.0})
+    assert sections.finding_badges(f) == [("confirmed at runtime", "blocked the loop 3 times for 0.61 s in total")]
+    runtime_only = f.replace(extra={"static": "not flagged by the static scan"})
+    assert sections.finding_badges(runtime_only) == [("runtime only", "not flagged by the static scan")]

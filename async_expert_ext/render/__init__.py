@@ -32,7 +32,7 @@ def _in_kernel() -> bool:
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
-def mime_bundle(report: Any, *, widget: bool | None = None) -> tuple[dict[str, Any], Any]:
+def mime_bundle(report: Any, *, widget: bool | None = None, memory: Any = None) -> tuple[dict[str, Any], Any]:
     """The display data of a report: ``text/plain``, ``text/html`` and, in a kernel,
     the widget view.
 
@@ -40,6 +40,8 @@ def mime_bundle(report: Any, *, widget: bool | None = None) -> tuple[dict[str, A
         report: a ScanReport or LoopReport.
         widget: add the widget view; ``None`` means "when running in a kernel
             with ipywidgets installed".
+        memory: the memory file's ``Recall`` (``status_of(finding)``), so findings
+            show "seen before" / "new"; optional.
 
     Returns:
         ``(bundle, view)``: the mime bundle dict, and the
@@ -47,7 +49,7 @@ def mime_bundle(report: Any, *, widget: bool | None = None) -> tuple[dict[str, A
     """
     from . import html, text
 
-    bundle: dict[str, Any] = {"text/plain": text.render(report), "text/html": html.render(report)}
+    bundle: dict[str, Any] = {"text/plain": text.render(report, memory=memory), "text/html": html.render(report, memory=memory)}
     view = None
     if widget is None:
         widget = _in_kernel()
@@ -56,14 +58,14 @@ def mime_bundle(report: Any, *, widget: bool | None = None) -> tuple[dict[str, A
             from .widget import ReportView
         except ImportError:  # ipywidgets missing: the static fallbacks are the report
             return bundle, None
-        view = ReportView(report)
+        view = ReportView(report, memory=memory)
         data = view.widget._repr_mimebundle_()
         if data and WIDGET_MIME in data:
             bundle[WIDGET_MIME] = data[WIDGET_MIME]
     return bundle, view
 
 
-def display_report(report: Any, *, widget: bool | None = None) -> None:
+def display_report(report: Any, *, widget: bool | None = None, memory: Any = None) -> None:
     """Display a report as ONE mime bundle: the widget view, ``text/html`` and ``text/plain``.
 
     A frontend with a widget manager (JupyterLab, Notebook 7, VS Code) shows the
@@ -74,11 +76,13 @@ def display_report(report: Any, *, widget: bool | None = None) -> None:
     Args:
         report: a ScanReport or LoopReport.
         widget: force (True) or suppress (False) the widget view; default: in a kernel.
+        memory: the memory file's ``Recall`` (what ``memory.record_quietly`` returns),
+            so findings show "seen before (first DATE)" / "new"; optional.
     """
     global _LAST_VIEW
     from IPython.display import display
 
-    bundle, view = mime_bundle(report, widget=widget)
+    bundle, view = mime_bundle(report, widget=widget, memory=memory)
     if view is not None:
         _LAST_VIEW = view
     display(bundle, raw=True)

@@ -20,6 +20,7 @@ from .sections import (
     finding_badges,
     findings_of,
     is_loop_report,
+    memory_status,
 )
 
 __all__ = ["SEVERITY_COLORS", "STYLE", "finding_detail", "iframe", "profile_html", "render", "render_loop", "render_scan", "summary_html"]
@@ -66,21 +67,21 @@ def _code(code: str) -> str:
     return f"<pre><code>{escape(code)}</code></pre>"
 
 
-def _badges(f: Finding) -> str:
+def _badges(f: Finding, status: str = "") -> str:
     out = []
-    for label, detail in finding_badges(f):
+    for label, detail in finding_badges(f, status):
         cls = "badge-confirmed" if label.startswith("confirmed") else "badge-seen" if label == "seen before" else "badge-other"
         out.append(f"<span class='badge {cls}' title='{escape(detail)}'>{escape(label)}{': ' + escape(detail) if detail else ''}</span>")
     return "".join(out)
 
 
-def finding_detail(f: Finding, sources: dict[str, str] | None = None) -> str:
+def finding_detail(f: Finding, sources: dict[str, str] | None = None, memory_status: str = "") -> str:
     """The detail block of one finding (HTML fragment): badges, code excerpt with
     the offending line highlighted, why it hurts, the fix with before/after code,
     references and call chain. Used by the static report and the widget."""
     parts = [f"<div class='aex-detail'><p>{_sev(f.severity.value)} <code>{escape(f.code)}</code> "
              f"<b>{escape(f.kind)}</b> at <code>{escape(f.location)}</code>"
-             f"{' in <code>' + escape(f.symbol) + '</code>' if f.symbol else ''} {_badges(f)}</p>",
+             f"{' in <code>' + escape(f.symbol) + '</code>' if f.symbol else ''} {_badges(f, memory_status)}</p>",
              f"<p>{_inline(f.message)}</p>"]
     lines = excerpt(sources, f)
     if lines:
@@ -108,7 +109,7 @@ def finding_detail(f: Finding, sources: dict[str, str] | None = None) -> str:
     return "".join(parts)
 
 
-def summary_html(report: Any, findings: list[Finding] | None = None) -> str:
+def summary_html(report: Any, findings: list[Finding] | None = None, memory: Any = None) -> str:
     """Counts by severity and kind, then the five parts (HTML fragment, no <style>)."""
     findings = findings_of(report) if findings is None else findings
     c = counts_by_severity(findings)
@@ -123,7 +124,7 @@ def summary_html(report: Any, findings: list[Finding] | None = None) -> str:
         )
         out.append("<table class='aex-kinds'><thead><tr><th>kind</th><th>critical</th><th>warning</th><th>info</th><th>total</th></tr></thead>"
                    f"<tbody>{rows}</tbody></table>")
-    for n, (title, items) in enumerate(build_sections(report), 1):
+    for n, (title, items) in enumerate(build_sections(report, memory=memory), 1):
         out.append(f"<h4>{n}. {escape(title)}</h4><ul>")
         for item in items:
             body = f"{_sev(item.severity)} {_inline(item.text)}" if item.severity else _inline(item.text)
@@ -136,14 +137,14 @@ def summary_html(report: Any, findings: list[Finding] | None = None) -> str:
     return "".join(out)
 
 
-def _findings_html(findings: list[Finding], sources: dict[str, str], max_findings: int, max_details: int) -> str:
+def _findings_html(findings: list[Finding], sources: dict[str, str], max_findings: int, max_details: int, memory: Any = None) -> str:
     if not findings:
         return "<p>No async problems found.</p>"
     rows = []
     for i, f in enumerate(findings[:max_findings]):
         msg = _inline(f.message)
         if i < max_details:
-            msg = f"<details><summary>{msg}</summary>{finding_detail(f, sources)}</details>"
+            msg = f"<details><summary>{msg}</summary>{finding_detail(f, sources, memory_status(memory, f))}</details>"
         rows.append(
             f"<tr><td>{_sev(f.severity.value)}</td><td><code>{escape(f.location)}</code></td>"
             f"<td><code>{escape(f.code)}</code> {escape(f.kind)}</td><td>{msg}</td></tr>"
@@ -229,6 +230,7 @@ def render(
     plots: bool = True,
     profile: bool = True,
     max_rows: int = 200,
+    memory: Any = None,
 ) -> str:
     """The whole report as one static HTML fragment.
 
@@ -239,6 +241,7 @@ def render(
         plots: embed the loop lag and task timeline plots (PNG data URIs).
         profile: embed the pyinstrument profile page (loop reports).
         max_rows: rows in the tasks and blocking tables.
+        memory: the memory file's ``Recall`` for "seen before"/"new" badges (optional).
 
     Returns:
         An HTML ``<div class="aex-report">`` with its own ``<style>``.
@@ -253,8 +256,8 @@ def render(
         title = (f"async-expert scan of <code>{escape(report.target or 'source')}</code>: "
                  f"{len(report.files_scanned)} file(s) in {report.seconds * 1000:.0f} ms")
     sources = getattr(report, "sources", {}) or {}
-    parts = [STYLE, "<div class='aex-report'>", f"<h3>{title}</h3>", summary_html(report, findings),
-             "<h4>Findings</h4>", _findings_html(findings, sources, max_findings, max_details)]
+    parts = [STYLE, "<div class='aex-report'>", f"<h3>{title}</h3>", summary_html(report, findings, memory),
+             "<h4>Findings</h4>", _findings_html(findings, sources, max_findings, max_details, memory)]
     if loop:
         parts.append(_loop_html(report, plots=plots, profile=profile, max_rows=max_rows))
     if report.errors:

@@ -31,6 +31,7 @@ __all__ = [
     "counts_by_severity",
     "excerpt",
     "finding_badges",
+    "memory_status",
     "findings_of",
     "is_loop_report",
 ]
@@ -326,39 +327,61 @@ def _truthy_text(value: Any) -> str:
     return ""
 
 
-def finding_badges(finding: Finding) -> list[tuple[str, str]]:
-    """Runtime confirmation and memory notes carried in :attr:`Finding.extra`.
+def finding_badges(finding: Finding, memory_status: str = "") -> list[tuple[str, str]]:
+    """Runtime confirmation and memory notes of a finding.
 
-    Returns ``[(label, detail), ...]`` with labels ``"confirmed at runtime"``,
-    ``"runtime only"``, ``"seen before"`` and ``"new"``. Keys read:
-    ``confirmed``/``confirmed_at_runtime`` (bool, str or dict, with the measures
-    ``blocked_ms``/``blocked_count``/``total_blocked_s`` when present),
-    ``runtime_only``/``static_counterpart`` (``False``), ``seen_before`` (bool,
-    str or dict with ``first_seen``/``count``/``date``) and ``memory``
-    (``"new"`` or ``"seen-before"``).
+    Args:
+        finding: the finding; its :attr:`Finding.extra` is read.
+        memory_status: the memory file's verdict for it, as given by
+            ``async_expert_ext.memory``'s ``Recall.status_of(finding)``:
+            ``"new"`` or ``"seen before (first YYYY-MM-DD)"`` ("" when unknown).
+
+    Returns:
+        ``[(label, detail), ...]`` with labels ``"confirmed at runtime"``,
+        ``"runtime only"``, ``"seen before"`` and ``"new"``. Keys of ``extra`` read
+        (``loop/join.py`` writes the first three): ``confirmed`` (True), ``runtime``
+        (the measured cost, "blocked the loop 3 times for 0.61 s in total"),
+        ``static`` ("not flagged by the static scan" on a runtime-only finding),
+        the measures ``blocked_ms``/``blocked_count``/``total_blocked_s``, and
+        ``seen_before``/``memory`` (a memory status stored on the finding).
     """
     extra = finding.extra or {}
     out: list[tuple[str, str]] = []
     confirmed = extra.get("confirmed", extra.get("confirmed_at_runtime"))
     if confirmed:
-        bits = [_truthy_text(confirmed)]
+        bits = [_truthy_text(confirmed), _truthy_text(extra.get("runtime"))]
         if "blocked_count" in extra:
             bits.append(f"blocked {extra['blocked_count']} time(s)")
         if "total_blocked_s" in extra:
             bits.append(f"{float(extra['total_blocked_s']):.2f} s in total")
-        elif "blocked_ms" in extra:
+        elif "blocked_ms" in extra and not extra.get("runtime"):
             bits.append(f"{float(extra['blocked_ms']):.0f} ms")
         out.append(("confirmed at runtime", "; ".join(b for b in bits if b)))
-    if extra.get("runtime_only") or extra.get("static_counterpart") is False:
-        out.append(("runtime only", "no static finding matches this runtime observation"))
+    static = str(extra.get("static", ""))
+    if extra.get("runtime_only") or static.startswith("not flagged"):
+        out.append(("runtime only", static or "no static finding matches this runtime observation"))
     seen = extra.get("seen_before")
-    memory = str(extra.get("memory", "")).lower()
-    if seen or memory in ("seen-before", "seen before", "seen_before"):
-        detail = _truthy_text(seen) if seen is not True else ""
+    status = (memory_status or str(extra.get("memory", ""))).strip()
+    low = status.lower()
+    if seen or low.startswith("seen"):
+        if seen and seen is not True:
+            detail = _truthy_text(seen)
+        else:
+            detail = status[len("seen before"):].strip(" ()") if low.startswith("seen before") else ""
         out.append(("seen before", detail))
-    elif memory == "new" or seen is False:
+    elif low == "new" or seen is False:
         out.append(("new", "not in the memory file"))
     return out
+
+
+def memory_status(memory: Any, finding: Finding) -> str:
+    """``memory.status_of(finding)`` (a memory ``Recall``), or "" without one or on error."""
+    if memory is None or not hasattr(memory, "status_of"):
+        return ""
+    try:
+        return str(memory.status_of(finding) or "")
+    except Exception:  # a memory problem must not break the report
+        return ""
 
 
 def _where(findings: Sequence[Finding], limit: int = 5) -> str:
@@ -406,13 +429,15 @@ def _loop_facts(report: Any) -> list[Item]:
     return items
 
 
-def build_sections(report: Any, *, max_items: int = 25) -> list[tuple[str, list[Item]]]:
+def build_sections(report: Any, *, max_items: int = 25, memory: Any = None) -> list[tuple[str, list[Item]]]:
     """The five parts of a report, in order (see :data:`SECTION_TITLES`).
 
     Args:
         report: a ScanReport or a LoopReport.
         max_items: cap on per-finding items in a part; the rest are summarised
             in one "... and N more" item.
+        memory: the memory file's ``Recall`` (``status_of(finding)``), to mark
+            critical findings "seen before" / "new"; optional.
 
     Returns:
         ``[(title, [Item, ...]), ...]``, five entries; a part with nothing to say
@@ -432,7 +457,7 @@ def build_sections(report: Any, *, max_items: int = 25) -> list[tuple[str, list[
             f"`{f.location}` {f.code} {f.kind}: {f.message}",
             severity="critical",
             details=tuple(d for d in (f"fix: {f.fix}" if f.fix else "",) if d)
-            + tuple(f"{label}: {detail}" if detail else label for label, detail in finding_badges(f)),
+            + tuple(f"{label}: {detail}" if detail else label for label, detail in finding_badges(f, memory_status(memory, f))),
             kind=f.kind,
         )
         for f in critical[:max_items]

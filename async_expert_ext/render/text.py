@@ -18,6 +18,7 @@ from .sections import (
     finding_badges,
     findings_of,
     is_loop_report,
+    memory_status,
 )
 
 __all__ = ["render", "render_loop", "render_scan"]
@@ -43,13 +44,14 @@ def _indent(text: str, prefix: str) -> str:
     return textwrap.indent(text, prefix, lambda _line: True)
 
 
-def render(report: Any, *, max_findings: int = 200, sections: bool = True) -> str:
+def render(report: Any, *, max_findings: int = 200, sections: bool = True, memory: Any = None) -> str:
     """The whole report as plain text.
 
     Args:
         report: a ScanReport or LoopReport.
         max_findings: findings listed one by one; the rest are counted.
         sections: include the five parts (False gives the short list only).
+        memory: the memory file's ``Recall`` for "seen before"/"new" notes (optional).
 
     Returns:
         Text with ``\\n`` line ends and no trailing newline.
@@ -60,7 +62,7 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True) -> st
         kinds = counts_by_kind(findings)
         lines.append("by kind: " + ", ".join(f"{k} {sum(v.values())}" for k, v in kinds))
     if sections:
-        for n, (title, items) in enumerate(build_sections(report), 1):
+        for n, (title, items) in enumerate(build_sections(report, memory=memory), 1):
             lines.append("")
             lines.append(f"{n}. {title}")
             for item in items:
@@ -73,7 +75,7 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True) -> st
     lines.append("Findings" if findings else "No async problems found.")
     for f in findings[:max_findings]:
         lines.append(f"{f.severity.value.upper():8} {f.location} [{f.code} {f.kind}] {f.message}")
-        for label, detail in finding_badges(f):
+        for label, detail in finding_badges(f, memory_status(memory, f)):
             lines.append(f"         {label}{': ' + detail if detail else ''}")
         if f.fix:
             lines.append(f"         fix: {f.fix}")

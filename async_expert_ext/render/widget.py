@@ -28,7 +28,7 @@ from typing import Any
 
 from ..model import Finding, Severity
 from . import html as _html
-from .sections import findings_of, is_loop_report
+from .sections import findings_of, is_loop_report, memory_status
 
 __all__ = ["PAGE_SIZE", "ReportView", "report_widget"]
 
@@ -86,6 +86,8 @@ class ReportView:
     Args:
         report: a ScanReport or LoopReport.
         page_size: rows per page in the tables (default :data:`PAGE_SIZE`).
+        memory: the memory file's ``Recall`` (``status_of(finding)``) for the
+            "seen before"/"new" notes; optional.
 
     Attributes:
         widget: the top-level ``ipywidgets.VBox``.
@@ -98,11 +100,12 @@ class ReportView:
         detail: the ``HTML`` detail pane of the selected finding.
     """
 
-    def __init__(self, report: Any, *, page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, report: Any, *, page_size: int = PAGE_SIZE, memory: Any = None) -> None:
         import ipywidgets as W  # type: ignore[import-untyped]
 
         self._W = W
         self.report = report
+        self.memory = memory
         self.page_size = page_size
         self.findings: list[Finding] = findings_of(report)
         self.sources: dict[str, str] = getattr(report, "sources", {}) or {}
@@ -114,7 +117,7 @@ class ReportView:
         children: list[Any] = []
         titles: list[str] = []
 
-        self.summary = W.HTML(_html.summary_html(report, self.findings))
+        self.summary = W.HTML(_html.summary_html(report, self.findings, memory))
         children.append(self.summary)
         titles.append("Summary")
 
@@ -231,7 +234,7 @@ class ReportView:
         idx = change["new"]
         if idx is None or idx >= len(self.rows):
             return
-        self.detail.value = _html.STYLE + "<div class='aex-report'>" + _html.finding_detail(self.rows[idx], self.sources) + "</div>"
+        self.detail.value = _html.STYLE + "<div class='aex-report'>" + _html.finding_detail(self.rows[idx], self.sources, memory_status(self.memory, self.rows[idx])) + "</div>"
 
     def select(self, position: int) -> Finding:
         """Select the row at ``position`` on the current page (0-based) and return its finding."""
@@ -404,6 +407,6 @@ class ReportView:
         return box
 
 
-def report_widget(report: Any, *, page_size: int = PAGE_SIZE) -> Any:
+def report_widget(report: Any, *, page_size: int = PAGE_SIZE, memory: Any = None) -> Any:
     """The displayable ipywidgets view of ``report`` (see :class:`ReportView`)."""
-    return ReportView(report, page_size=page_size).widget
+    return ReportView(report, page_size=page_size, memory=memory).widget
