@@ -13,9 +13,8 @@ Endpoints:
 from __future__ import annotations
 
 import hashlib
-import http.server
-import json
-import threading
+import subprocess
+import sys
 import time
 
 import httpx
@@ -48,8 +47,11 @@ async def rates(request: Request) -> dict:
     return response.json()
 
 
-class _Upstream(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
+_UPSTREAM_SERVER = r"""
+import http.server, json, sys
+
+class Rates(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
         body = json.dumps({"EUR": 1.0, "USD": 1.08}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -57,16 +59,29 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args: object) -> None:
+    def log_message(self, *args):
         pass
 
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Rates)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
 
-def start_upstream() -> tuple[http.server.ThreadingHTTPServer, str]:
-    """Start the local rates service on 127.0.0.1 in a daemon thread.
+
+def start_upstream() -> tuple[subprocess.Popen, str]:
+    """Start the local rates service on 127.0.0.1, in its own process (as a real upstream
+    would be: its threads do not compete with the app's event loop for the GIL).
 
     Returns:
-        ``(server, base_url)``; call ``server.shutdown()`` when done.
+        ``(process, base_url)``; call ``process.terminate()`` when done.
+
+    Raises:
+        RuntimeError: when the server does not report its port within 10 s.
     """
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_port}"
+    proc = subprocess.Popen([sys.executable, "-c", _UPSTREAM_SERVER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()  # the port, once the socket listens
+    if not line.isdigit():
+        proc.kill()
+        raise RuntimeError(f"the upstream server did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{line}"
