@@ -364,3 +364,36 @@ def test_confirmed_badge_uses_the_join_cost_text() -> None:
     assert sections.finding_badges(f) == [("confirmed at runtime", "blocked the loop 3 times for 0.61 s in total")]
     runtime_only = f.replace(extra={"static": "not flagged by the static scan"})
     assert sections.finding_badges(runtime_only) == [("runtime only", "not flagged by the static scan")]
+
+
+def test_widget_locks_callbacks_and_logs_tabs() -> None:
+    from async_expert_ext.render.widget import ReportView
+
+    report = _samples.loop_report(20)
+    report.lock_records = [
+        {"primitive": "Lock", "name": "In[3]:2", "task": f"Task-{i}", "location": "In[3]:7", "start_s": 0.1 * i,
+         "wait_ms": float(10 * i), "hold_ms": 5.0, "holder": "Task-1"}
+        for i in range(1, 61)
+    ]
+    report.log_records = [{"t_s": 0.5, "source": "exception-handler", "level": "ERROR", "logger": "asyncio",
+                           "message": "Task exception was never retrieved", "location": "In[3]:9"}]
+    view = ReportView(report)
+    assert view.tab_titles[4:] == ["Locks (60)", "Callbacks & logs (0/1)"]
+    locks = view.tabs.children[4].children[1].value
+    assert locks.index("Task-60") < locks.index("Task-59")  # longest wait first
+    assert "Task-10<" not in locks  # page 2
+    assert "Task exception was never retrieved" in view.tabs.children[5].children[3].children[1].value
+
+
+def test_static_outputs_list_lock_waits_and_logs() -> None:
+    report = _samples.loop_report(10)
+    report.lock_records = [{"primitive": "Lock", "name": "In[3]:2", "task": "Task-7", "location": "In[3]:7",
+                            "start_s": 0.1, "wait_ms": 412.0, "hold_ms": 5.0, "holder": "Task-1"}]
+    report.log_records = [{"t_s": 0.5, "source": "exception-handler", "level": "ERROR", "logger": "asyncio",
+                           "message": "Task exception was never retrieved", "location": "In[3]:9"}]
+    plain = text.render(report)
+    assert "412 ms  Lock created at In[3]:2: Task-7 waited at In[3]:7, held by Task-1" in plain
+    assert "ERROR exception-handler In[3]:9: Task exception was never retrieved" in plain
+    page = html.render(report, plots=False)
+    assert "<h4>Lock and queue waits (1)</h4>" in page and "<td>412</td>" in page
+    assert "<h4>Logs (1)</h4>" in page

@@ -213,6 +213,17 @@ def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int)
         more = f"<p>... and {len(tasks) - max_rows} more tasks (see <code>.tasks</code>).</p>" if len(tasks) > max_rows else ""
         out.append("<table class='aex-tasks'><thead><tr><th>state</th><th>name</th><th>coroutine</th><th>created at</th>"
                    f"<th>start (s)</th><th>duration (ms)</th><th>exception</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{more}")
+    for title, records, columns, key in (
+        ("Lock and queue waits", report.lock_records,
+         (("primitive", "primitive"), ("name", "created at"), ("task", "waiting task"), ("location", "waited at"),
+          ("wait_ms", "wait (ms)"), ("hold_ms", "then held (ms)"), ("holder", "held by")), "wait_ms"),
+        ("Slow callbacks", report.callback_records,
+         (("start_s", "start (s)"), ("duration_ms", "ran (ms)"), ("callback", "callback"), ("location", "suspended at")), "duration_ms"),
+        ("Logs", report.log_records,
+         (("t_s", "t (s)"), ("source", "source"), ("level", "level"), ("message", "message"), ("location", "location")), None),
+    ):
+        if records:
+            out.append(_records_html(title, records, columns, key, max_rows))
     if profile:
         page = profile_html(report)
         if page:
@@ -220,6 +231,28 @@ def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int)
     for note in report.notes:
         out.append(f"<p>note: {escape(note)}</p>")
     return "".join(out)
+
+
+def _num(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return float("-inf")
+    return float("-inf") if out != out else out
+
+
+def _records_html(title: str, records: list[dict[str, Any]], columns: tuple[tuple[str, str], ...], key: str | None, max_rows: int) -> str:
+    rows = sorted(records, key=lambda r: -_num(r.get(key))) if key else list(records)
+    head = "".join(f"<th>{escape(h)}</th>" for _c, h in columns)
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and v != v):
+            return ""
+        return f"{v:.3f}" if isinstance(v, float) and abs(v) < 100 else f"{v:.0f}" if isinstance(v, float) else escape(str(v))
+
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c, _h in columns) + "</tr>" for r in rows[:max_rows])
+    more = f"<p>... and {len(rows) - max_rows} more.</p>" if len(rows) > max_rows else ""
+    return f"<h4>{escape(title)} ({len(rows)})</h4><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}"
 
 
 def render(

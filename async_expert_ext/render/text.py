@@ -104,6 +104,20 @@ def _loop_tail(report: LoopReport, cap: int) -> list[str]:
             )
             for frame in b.get("stack") or ():
                 out.append(f"      {frame}")
+    waits = sorted(report.lock_records, key=lambda r: -float(r.get("wait_ms") or 0.0))
+    if waits:
+        out.append("")
+        out.append(f"Lock and queue waits: {len(waits)} (longest first)")
+        for w in waits[:10]:
+            out.append(
+                f"  {float(w.get('wait_ms') or 0):7.0f} ms  {w.get('primitive', '')} created at {w.get('name', '?')}: "
+                f"{w.get('task', '')} waited at {w.get('location', '?')}, held by {w.get('holder', '') or '?'}"
+            )
+    if report.log_records:
+        out.append("")
+        out.append(f"Logs captured from the loop: {len(report.log_records)}")
+        for r in report.log_records[:20]:
+            out.append(f"  {r.get('level', '')} {r.get('source', '')} {r.get('location', '')}: {r.get('message', '')}")
     bad = [t for t in report.task_records if t.get("state") in ("failed", "pending", "cancelled")]
     if report.task_records:
         out.append("")

@@ -58,6 +58,30 @@ _SORTS: dict[str, Callable[[Finding], Any]] = {
 }
 
 
+_LOCK_COLUMNS = (
+    ("primitive", "primitive"), ("name", "created at"), ("task", "waiting task"), ("location", "waited at"),
+    ("start_s", "start (s)"), ("wait_ms", "wait (ms)"), ("hold_ms", "then held (ms)"), ("holder", "held by"),
+)
+_CALLBACK_COLUMNS = (("start_s", "start (s)"), ("duration_ms", "ran (ms)"), ("callback", "callback"), ("task", "task"), ("location", "suspended at"))
+_LOG_COLUMNS = (("t_s", "t (s)"), ("source", "source"), ("level", "level"), ("logger", "logger"), ("message", "message"), ("location", "location"))
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return -math.inf
+    return -math.inf if math.isnan(out) else out
+
+
+def _cell_html(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return f"<code>{escape(str(value))}</code>" if ":" in str(value) and len(str(value)) < 80 else escape(str(value))
+
+
 def _cell(text: str, width: int) -> str:
     if width <= 0:
         return text if len(text) <= 120 else text[:119] + "…"
@@ -129,6 +153,21 @@ class ReportView:
             titles.append(f"Tasks ({len(report.task_records)})")
             children.append(self._build_lag(len(children)))
             titles.append(f"Loop lag ({len(report.blocking_records)} blocks)")
+            if report.lock_records:
+                children.append(self._records_tab(report.lock_records, _LOCK_COLUMNS, sort_by="wait_ms", name="locks"))
+                titles.append(f"Locks ({len(report.lock_records)})")
+            if report.callback_records or report.log_records:
+                children.append(
+                    self._W.VBox(
+                        [
+                            self._W.HTML("<b>Slow callbacks</b> (handles that ran longer than the threshold)"),
+                            self._records_tab(report.callback_records, _CALLBACK_COLUMNS, sort_by="duration_ms", name="callbacks"),
+                            self._W.HTML("<b>Logs</b> (asyncio logger, exception handler, warnings: shown in no cell otherwise)"),
+                            self._records_tab(report.log_records, _LOG_COLUMNS, sort_by=None, name="logs"),
+                        ]
+                    )
+                )
+                titles.append(f"Callbacks & logs ({len(report.callback_records)}/{len(report.log_records)})")
             if getattr(report, "profile", None) is not None:
                 children.append(self._build_profile(len(children)))
                 titles.append("Profile")
@@ -394,6 +433,43 @@ class ReportView:
             f"<p><b>Stack</b> ({b.get('samples', '?')} samples, line on {float(b.get('share') or 0) * 100:.0f}% of them):</p>"
             f"<pre>{stack}</pre></div>"
         )
+
+    def _records_tab(self, records: list[dict[str, Any]], columns: tuple[tuple[str, str], ...], *, sort_by: str | None, name: str) -> Any:
+        """A paginated HTML table of runtime records (worst first when ``sort_by`` names a number column)."""
+        W = self._W
+        rows = list(records)
+        if sort_by:
+            rows.sort(key=lambda r: -_float(r.get(sort_by)))
+        state = {"page": 0}
+        table = W.HTML()
+        table.add_class(f"aex-{name}")
+        label = W.Label("")
+        prev_b = W.Button(description="◀ prev", layout=W.Layout(width="80px"))
+        next_b = W.Button(description="next ▶", layout=W.Layout(width="80px"))
+
+        def refresh() -> None:
+            start = state["page"] * self.page_size
+            page = rows[start : start + self.page_size]
+            head = "".join(f"<th>{escape(h)}</th>" for _c, h in columns)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_cell_html(r.get(c))}</td>" for c, _h in columns) + "</tr>" for r in page
+            )
+            table.value = (_html.STYLE + f"<div class='aex-report'><table class='aex-{name}-table'><thead><tr>{head}</tr></thead>"
+                           f"<tbody>{body}</tbody></table></div>") if rows else "<i>none</i>"
+            pages = math.ceil(len(rows) / self.page_size)
+            label.value = _page_label(state["page"], pages, len(page), len(rows))
+            prev_b.disabled = state["page"] == 0
+            next_b.disabled = state["page"] >= pages - 1
+
+        def turn(step: int) -> None:
+            pages = max(1, math.ceil(len(rows) / self.page_size))
+            state["page"] = min(max(0, state["page"] + step), pages - 1)
+            refresh()
+
+        prev_b.on_click(lambda _b: turn(-1))
+        next_b.on_click(lambda _b: turn(+1))
+        refresh()
+        return W.VBox([W.HBox([prev_b, next_b, label]), table])
 
     def _build_profile(self, index: int) -> Any:
         W = self._W
