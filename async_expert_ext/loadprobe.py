@@ -818,10 +818,18 @@ async def probe(
         static_source = {}
         for t in targets:
             for fn, _a, _b in t.spans:
-                if os.path.isfile(fn) and not _is_library(fn) and label(fn) not in static_source:
+                if _is_library(fn) or label(fn) in static_source:
+                    continue
+                if os.path.isfile(fn):
                     with contextlib.suppress(OSError):
                         with open(fn, encoding="utf-8", errors="replace") as fh:
                             static_source[label(fn)] = fh.read()
+                else:  # a notebook cell: its text is in linecache
+                    import linecache
+
+                    text = "".join(linecache.getlines(fn))
+                    if text.strip():
+                        static_source[label(fn)] = text
     session = ProfileSession(
         threshold_ms=threshold_ms,
         profile=profile,
@@ -1272,16 +1280,25 @@ def _analyse(
         report.tables["skipped_routes"] = list(report.skipped)
     # tag and enrich existing findings
     covered = {(f.path, f.line) for f in new_findings}
+    saturated = bool(tp) and tp["peak_borrowed"] >= tp["total_tokens"]
+    saturated = saturated or any(
+        r.get("kind") == "anyio" and r.get("workers") and r.get("peak_busy", 0) >= r["workers"] for r in report.tables.get("executor", [])
+    )
     out: list[Finding] = []
     for f in report.finding_list:
         if f.kind == "slow-endpoint" and (f.path, f.line) in covered:
             continue  # the executor monitor's version of a victim named above by route
+        if f.kind == "sync-endpoint-threadpool" and f.source == "runtime" and not saturated:
+            # the sync endpoints waited to start, but anyio's limiter always had free
+            # tokens: the wait was the blocked event loop (reported above), not the pool
+            report.notes.append(f"not reported: {f.code} at {f.location}: the limiter never ran out of tokens; the wait came from the blocked event loop")
+            continue
         filename = session.files.get(f.path, f.path)
         rt, _ = _route_of(targets, [(filename, f.line)])
         extra = dict(f.extra)
         if rt is not None:
             extra.setdefault("route", rt.key)
-        if f.kind == "sync-endpoint-threadpool" and tp:
+        if f.kind == "sync-endpoint-threadpool" and tp and (f.source == "runtime" or f.extra.get("confirmed")):
             extra.update({f"limiter_{k}": v for k, v in tp.items() if k in ("total_tokens", "peak_borrowed", "peak_waiting", "queue_ms_max", "saturated_s")})
             extra["route_queue_ms_max"] = {r["method"] + " " + r["path"]: r["queue_ms_max"] for r in rows if not r["is_async"]}
             f = f.replace(
