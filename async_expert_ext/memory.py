@@ -737,6 +737,8 @@ def parse_memory(text: str) -> tuple[list[MemoryEntry], list[str]]:
                 e.counts = dict(src.counts)
                 e.findings = [dict(d) for d in src.findings]
                 e.runtime = src.runtime
+                # a later note may say "same as" this note: chains of re-checks resolve
+                by_time[(e.family, e.target_key, _iso(e.time))] = e
             else:
                 warns.append(f"line {e.line}: re-check note refers to a missing entry {e.same_as}; kept without findings")
     return out, warns

@@ -223,6 +223,18 @@ def test_unchanged_rerun_adds_one_line(project: Path) -> None:
     assert res3.fixed_since == "2026-11-02 09:30:00 UTC" and len(res3.fixed) == 1
 
 
+def test_two_unchanged_reruns_in_a_row_read_back_without_warnings(project: Path) -> None:
+    app = project / "app.py"
+    app.write_text(APP_V1)
+    mem.record_analysis(_scan(app), tool="async-expert scan", target="app.py", now=DAY1)
+    r2 = mem.record_analysis(_scan(app), tool="async-expert scan", target="app.py", now=DAY2)
+    r3 = mem.record_analysis(_scan(app), tool="async-expert scan", target="app.py", now=DAY3)
+    assert (r2.status, r3.status) == ("unchanged", "unchanged")
+    _, entries, warns = mem.read_memory(project / ".claude" / "sub_agents_memory.md")
+    assert warns == []
+    assert [(e.unchanged, len(e.findings)) for e in entries] == [(False, 2), (True, 2), (True, 2)]
+
+
 def test_identical_lines_in_one_function_are_counted_separately(project: Path) -> None:
     app = project / "twice.py"
     app.write_text("import time\n\nasync def f():\n    time.sleep(1)\n    time.sleep(1)\n")
