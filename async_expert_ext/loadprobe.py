@@ -118,6 +118,9 @@ _ANYIO_DOC = "https://anyio.readthedocs.io/en/stable/threads.html#adjusting-the-
 _LIFESPAN_DOC = "https://fastapi.tiangolo.com/advanced/events/#lifespan"
 _ASGI_LIFESPAN = "https://asgi.readthedocs.io/en/latest/specs/lifespan.html"
 _PARAM_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z_]+))?\}")
+#: static kinds kept in a load report even outside the probed routes' code (lifespan,
+#: middleware and app-wide patterns the recommendations are written from)
+_APP_WIDE_KINDS = frozenset({"basehttpmiddleware", "fastapi-pattern", "unclosed-session"})
 _STACK_RE = re.compile(r"^(?P<q>.*) \((?P<p>.*):(?P<l>\d+)\)$")
 
 
@@ -1295,6 +1298,8 @@ def _analyse(
             continue
         filename = session.files.get(f.path, f.path)
         rt, _ = _route_of(targets, [(filename, f.line)])
+        if f.source != "runtime" and not f.extra.get("confirmed") and rt is None and f.kind not in _APP_WIDE_KINDS:
+            continue  # a static finding of the file outside the routes probed (another app, a script)
         extra = dict(f.extra)
         if rt is not None:
             extra.setdefault("route", rt.key)
