@@ -281,6 +281,12 @@ def test_report_widget_in_jupyterlab(jupyterlab):
                 expect(loop_view).to_contain_text("blocker", timeout=30_000)
                 expect(loop_view.locator("img.aex-timeline")).to_be_visible(timeout=30_000)
                 loop_view.screenshot(path=str(ARTIFACTS / "06_loop_tasks.png"))
+                _tab(loop_view, "Profile").click()
+                frame = loop_view.locator("iframe").first
+                expect(frame).to_be_visible(timeout=30_000)
+                # the pyinstrument page runs inside the sandboxed iframe and names the blocking function
+                expect(loop_view.frame_locator("iframe").first.locator("body")).to_contain_text("blocker", timeout=30_000)
+                loop_view.screenshot(path=str(ARTIFACTS / "07_loop_profile.png"))
             page.screenshot(path=str(ARTIFACTS / "00_notebook.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)

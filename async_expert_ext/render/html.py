@@ -173,9 +173,11 @@ def profile_html(report: Any) -> str | None:
 
 
 def iframe(html_page: str, height: int = 520) -> str:
-    """``<iframe srcdoc=...>`` embedding a whole HTML page (the profile)."""
-    return (f"<iframe srcdoc=\"{escape(html_page, quote=True)}\" style='width:100%;height:{height}px;border:1px solid #ddd' "
-            "sandbox='allow-scripts'></iframe>")
+    """``<iframe srcdoc=...>`` embedding a whole HTML page (the profile), as
+    pyinstrument's own IPython magic does (``pyinstrument/magic/magic.py``): its
+    page keeps view settings in ``localStorage``, which a sandboxed iframe forbids."""
+    return (f"<iframe srcdoc=\"{escape(html_page, quote=True)}\" "
+            f"style='width:100%;height:{height}px;border:1px solid #ddd;resize:vertical'></iframe>")
 
 
 def _loop_html(report: LoopReport, *, plots: bool, profile: bool, max_rows: int) -> str:
