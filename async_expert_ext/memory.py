@@ -615,7 +615,8 @@ def format_entry(
         lines.append(f"**Scanned:** {len(report.files_scanned)} file(s).")
     lines.append("")
     parts = ["critical", "patterns", "fastapi", "verification", "runtime"]
-    bodies = render_parts(red, parts=parts, notes=note, max_findings=max_findings, headline=headline)
+    recommendations = [redact(str(r)) for r in getattr(report, "recommendations", None) or []]  # a load run's
+    bodies = render_parts(red, parts=parts, notes=note, max_findings=max_findings, headline=headline, recommendations=recommendations)
     for pid in parts:
         if pid in bodies:
             lines.append(f"### {PARTS[pid]}")

@@ -334,3 +334,19 @@ def test_starlette_app_server_mode(tmp_path: Path) -> None:
     assert 11 in blocking and blocking[11].extra["route"] == "GET /slow", render_text(report)
     slow = {f.extra["victim"]: f for f in _findings(report, "slow-endpoint")}
     assert "GET /fast/{n:int}" in slow and slow["GET /fast/{n:int}"].extra["culprit_line"] == 11
+
+
+def test_recommendations_reach_the_report_parts_and_the_memory_file(report08: LoadReport, tmp_path: Path) -> None:
+    from async_expert_ext.memory import record_analysis
+    from async_expert_ext.render.markdown import render_markdown
+    from async_expert_ext.render.sections import build_sections
+
+    sizing = next(r for r in report08.recommendations if "raise the limiter" in r)
+    parts = dict(build_sections(report08))
+    assert sizing in [i.text for i in parts["FastAPI performance recommendations"]]
+    md = render_markdown(report08)
+    assert "FastAPI performance recommendations" in md and "40/40 tokens borrowed" in md
+    mem = tmp_path / "memory.md"
+    record_analysis(report08, tool="async-expert load", target="08", path=mem)
+    text = mem.read_text()
+    assert "40/40 tokens borrowed" in text and "Declare `GET /healthz`" in text

@@ -390,9 +390,9 @@ def _patterns(findings: Sequence[Finding]) -> str:
     return "\n".join(rows)
 
 
-def _fastapi(findings: Sequence[Finding], notes: Notes, limit: int) -> str:
+def _fastapi(findings: Sequence[Finding], notes: Notes, limit: int, recommendations: Sequence[str] = ()) -> str:
     picked = [f for f in findings if f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS]
-    lines: list[str] = []
+    lines: list[str] = [f"- {_one_line(r)}" for r in list(recommendations)[:limit] if r]  # from a load run
     for f in picked[:limit]:
         lines.extend(_finding_item(f, notes))
     if len(picked) > limit:
@@ -465,6 +465,7 @@ def render_parts(
     notes: Notes = None,
     max_findings: int = 50,
     headline: Mapping[str, Any] | None = None,
+    recommendations: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """The body of each part as markdown, keyed by part id (see :data:`PARTS`).
 
@@ -480,6 +481,9 @@ def render_parts(
         max_findings: the most findings listed in one part.
         headline: runtime measures to show instead of computing them with
             :func:`runtime_headline`.
+        recommendations: sentences for the FastAPI part written from a load run
+            (default: the report's ``recommendations``, set by
+            :class:`async_expert_ext.loadprobe.LoadReport`).
 
     Raises:
         ValueError: for an unknown part id.
@@ -497,7 +501,9 @@ def render_parts(
         elif p == "patterns":
             out[p] = _patterns(findings)
         elif p == "fastapi":
-            body = _fastapi(findings, notes, max_findings)
+            if recommendations is None:
+                recommendations = [] if isinstance(report, (list, tuple)) else list(getattr(report, "recommendations", None) or [])
+            body = _fastapi(findings, notes, max_findings, recommendations)
             if body:
                 out[p] = body
         elif p == "verification":

@@ -508,6 +508,9 @@ def build_sections(report: Any, *, max_items: int = 25, memory: Any = None) -> l
         )
         if len(fa_items) >= max_items:
             break
+    # recommendations written from a load run of the app (async_expert_ext.loadprobe.LoadReport)
+    recs = [str(r) for r in (getattr(report, "recommendations", None) or []) if r]
+    fa_items[:0] = [Item(r) for r in recs[:max_items]]
     if not fa_items:
         fa_items = [Item("No FastAPI or Starlette findings in this report.")]
 
