@@ -67,8 +67,9 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from .errors import TargetNotFound, UsageError
@@ -151,7 +152,7 @@ class LoadReport(LoopReport):
     @property
     def route_frame(self) -> Any:
         """DataFrame of :data:`ROUTE_COLUMNS` (pandas imported here)."""
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
 
         df = pd.DataFrame(self.routes, columns=list(ROUTE_COLUMNS))
         for col, dtype in ROUTE_COLUMNS.items():
@@ -172,7 +173,7 @@ class LoadReport(LoopReport):
             threadpool=dict(self.threadpool),
             load=dict(self.load),
         )
-        return json.loads(json.dumps(data, default=str))
+        return json.loads(json.dumps(_no_nan(data), default=str))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         import html
@@ -286,8 +287,8 @@ def _span(fn: Any) -> tuple[str, int, int] | None:
         return None
     code = getattr(fn, "__code__", None)
     if code is None:
-        call = getattr(fn, "__call__", None)
-        code = getattr(_unwrap(call), "__code__", None) if call is not None and not inspect.isroutine(fn) else None
+        call = type(fn).__call__ if callable(fn) and not inspect.isroutine(fn) else None
+        code = getattr(_unwrap(call), "__code__", None) if call is not None else None
     if code is None:
         return None
     try:
@@ -417,11 +418,11 @@ def _schema_sample(schema: Mapping[str, Any], defs: Mapping[str, Any], overrides
         return "x" * max(1, int(schema.get("minLength", 1) or 1))
     if kind in ("integer", "number"):
         lo = schema.get("minimum", schema.get("exclusiveMinimum"))
-        value = 1 if lo is None else (math.floor(lo) + 1 if "exclusiveMinimum" in schema and "minimum" not in schema else math.ceil(lo))
+        number: Any = 1 if lo is None else (math.floor(lo) + 1 if "exclusiveMinimum" in schema and "minimum" not in schema else math.ceil(lo))
         hi = schema.get("maximum")
-        if hi is not None and value > hi:
-            value = math.floor(hi)
-        return value if kind == "integer" else float(value)
+        if hi is not None and number > hi:
+            number = math.floor(hi)
+        return number if kind == "integer" else float(number)
     if kind == "boolean":
         return True
     if kind == "null":
@@ -540,8 +541,7 @@ def _is_async(fn: Any) -> bool:
     fn = _unwrap(fn)
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return True
-    call = getattr(fn, "__call__", None)
-    return not inspect.isroutine(fn) and call is not None and inspect.iscoroutinefunction(call)
+    return callable(fn) and not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def _starlette_target(route: Any, path: str, method: str, params: Mapping[str, str]) -> RouteTarget:
@@ -650,7 +650,7 @@ def plan_routes(
                 except _NoSample as exc:
                     skipped.append({"method": method, "path": rpath, "reason": str(exc)})
                     continue
-                except Exception as exc:  # an exotic route: say so instead of failing the run
+                except Exception as exc:  # noqa: BLE001 - an exotic route: say so instead of failing the run
                     skipped.append({"method": method, "path": rpath, "reason": f"cannot build a request: {type(exc).__name__}: {exc}"})
                     continue
                 if concrete is not None:
@@ -721,7 +721,7 @@ async def lifespan(app: Any, *, timeout: float = 30.0) -> Any:
             await to_app.put({"type": "lifespan.shutdown"})
             try:
                 await asyncio.wait_for(asyncio.shield(task), timeout)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - never let the probe's own bookkeeping fail the run
                 task.cancel()
         elif not task.done():
             task.cancel()
@@ -818,21 +818,7 @@ async def probe(
     if label is None:
         label = _relative_label
     if static_source is None:  # the app's own source files, for the static join
-        static_source = {}
-        for t in targets:
-            for fn, _a, _b in t.spans:
-                if _is_library(fn) or label(fn) in static_source:
-                    continue
-                if os.path.isfile(fn):
-                    with contextlib.suppress(OSError):
-                        with open(fn, encoding="utf-8", errors="replace") as fh:
-                            static_source[label(fn)] = fh.read()
-                else:  # a notebook cell: its text is in linecache
-                    import linecache
-
-                    text = "".join(linecache.getlines(fn))
-                    if text.strip():
-                        static_source[label(fn)] = text
+        static_source = _static_sources(targets, label)
     session = ProfileSession(
         threshold_ms=threshold_ms,
         profile=profile,
@@ -863,10 +849,11 @@ async def probe(
                 scope = {**scope, "state": dict(state_holder)}  # what servers do with lifespan state
             await app(scope, receive, send)
 
-        transport = httpx.ASGITransport(app=with_state)
+        transport = httpx.ASGITransport(app=with_state)  # type: ignore[arg-type]
     total_conc = sum(max(8, concurrency or 45) for _ in targets) + 2 * len(targets) + 10
     limits = httpx.Limits(max_connections=total_conc, max_keepalive_connections=total_conc)
     client = httpx.AsyncClient(transport=transport, base_url=base_url, timeout=max(30.0, duration * 4), limits=limits)
+    session._aex_app = app  # type: ignore[attr-defined]  # for the recommendations (middleware stack)
     session.start()
     try:
         if server:
@@ -894,7 +881,7 @@ async def probe(
                     requests=requests, concurrency=concurrency, duration=duration, probe_every=probe_every,
                     baseline_requests=baseline_requests, threshold_s=threshold_ms / 1000.0,
                 )
-    except BaseException as exc:  # keep the report; the caller decides
+    except BaseException as exc:  # noqa: BLE001 - keep the report; the caller decides
         exc_out = exc
     finally:
         if uv_server is not None:
@@ -923,6 +910,28 @@ async def probe(
             raise exc_out
         report.exception = report.exception or f"{type(exc_out).__name__}: {exc_out}"
     return report
+
+
+def _static_sources(targets: list[RouteTarget], label: Callable[[str], str]) -> dict[str, str]:
+    """``{label: source}`` of the files (or notebook cells) defining the routes' code."""
+    import linecache
+
+    out: dict[str, str] = {}
+    for t in targets:
+        for fn, _a, _b in t.spans:
+            if _is_library(fn) or label(fn) in out:
+                continue
+            if os.path.isfile(fn):
+                try:
+                    with open(fn, encoding="utf-8", errors="replace") as fh:
+                        out[label(fn)] = fh.read()
+                except OSError:
+                    continue
+            else:  # a notebook cell: its text is in linecache
+                text = "".join(linecache.getlines(fn))
+                if text.strip():
+                    out[label(fn)] = text
+    return out
 
 
 def _relative_label(filename: str) -> str:
@@ -971,7 +980,7 @@ async def _run_load(
             try:
                 resp = await _send(client, t)
                 st.status[resp.status_code] += 0  # key known, not counted as load
-            except Exception as exc:  # the load phase reports errors; the baseline just notes them
+            except Exception as exc:  # noqa: BLE001 - the load phase reports errors; the baseline just notes them
                 st.error_samples.append(f"baseline: {type(exc).__name__}: {exc}")
             took = time.perf_counter() - t0
             st.alone.append(took)
@@ -984,7 +993,7 @@ async def _run_load(
 
         limiter = anyio.to_thread.current_default_thread_limiter()
         total_tokens = int(limiter.total_tokens)
-    except Exception:
+    except Exception:  # noqa: BLE001 - never let the probe's own bookkeeping fail the run
         limiter = None
     for t in targets:
         if concurrency is not None:
@@ -1003,7 +1012,7 @@ async def _run_load(
             if limiter is not None:
                 try:
                     limiter_samples.append((now(), int(limiter.borrowed_tokens), int(limiter.statistics().tasks_waiting), int(limiter.total_tokens)))
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - never let the probe's own bookkeeping fail the run
                     pass
             await asyncio.sleep(0.01)
 
@@ -1020,7 +1029,7 @@ async def _run_load(
                 end = time.perf_counter()
                 st.canary.append((due - session.t0, end - session.t0, end - due))
                 raise
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - never let the probe's own bookkeeping fail the run
                 pass
             end = time.perf_counter()
             st.canary.append((due - session.t0, end - session.t0, end - due))
@@ -1037,7 +1046,7 @@ async def _run_load(
             except asyncio.CancelledError:
                 st.cancelled += 1
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - never let the probe's own bookkeeping fail the run
                 st.errors += 1
                 st.status["exception"] += 1
                 if len(st.error_samples) < 5:
@@ -1062,7 +1071,7 @@ async def _run_load(
             if i < len(q):
                 workers.append(asyncio.ensure_future(worker(q[i], counters[q[i].key])))
     try:
-        done, pending = await asyncio.wait(workers, timeout=duration + max(0.5, duration / 2))
+        _done, pending = await asyncio.wait(workers, timeout=duration + max(0.5, duration / 2))
         for w in pending:
             w.cancel()
         if pending:
@@ -1112,25 +1121,24 @@ def _analyse(
     threshold = session.threshold_ms
     load_start, load_end = phase.get("load_start", 0.0), phase.get("load_end", 0.0)
     load_s = max(1e-9, load_end - load_start)
-    by_key = {t.key: t for t in targets}
     # blocking events -> route
     events: list[dict[str, Any]] = []
-    for row in report.blocking_records:
-        frames = _stack_frames(session, row.get("stack", ()))
+    for brow in report.blocking_records:
+        frames = _stack_frames(session, brow.get("stack", ()))
         t, route_line = _route_of(targets, frames)
-        culprit_file = session.files.get(row.get("path", ""), row.get("path", ""))
+        culprit_file = session.files.get(brow.get("path", ""), brow.get("path", ""))
         ev = {
-            "start": float(row.get("start_s") or 0.0),
-            "end": float(row.get("start_s") or 0.0) + float(row.get("duration_ms") or 0.0) / 1000.0,
-            "ms": float(row.get("duration_ms") or 0.0),
+            "start": float(brow.get("start_s") or 0.0),
+            "end": float(brow.get("start_s") or 0.0) + float(brow.get("duration_ms") or 0.0) / 1000.0,
+            "ms": float(brow.get("duration_ms") or 0.0),
             "route": t.key if t else "",
             "route_line": route_line,
-            "where": row.get("location", ""),
+            "where": brow.get("location", ""),
             "file": culprit_file,
-            "line": int(row.get("line") or 0),
-            "kind": row.get("kind", ""),
+            "line": int(brow.get("line") or 0),
+            "kind": brow.get("kind", ""),
         }
-        row["route"] = ev["route"]
+        brow["route"] = ev["route"]
         events.append(ev)
     # anyio worker items -> route (sync endpoints and dependencies)
     items_by_route: dict[str, list[dict[str, Any]]] = {t.key: [] for t in targets}
@@ -1207,7 +1215,7 @@ def _analyse(
         if st.error_samples:
             row["error_samples"] = list(st.error_samples)
         # victim analysis: canaries delayed while another route held the loop or the pool
-        base = alone_ms if alone_ms == alone_ms else 0.0
+        base = 0.0 if math.isnan(alone_ms) else alone_ms
         late_bar = max(threshold, base / 4.0)
         delayed = [c for c in canary if c[2] - base >= late_bar]
         culprits: Counter[tuple[str, str, str, int]] = Counter()  # (route, where, file, line) -> overlap ms
@@ -1224,7 +1232,7 @@ def _analyse(
                         culprits[(hog_route, hog_where, hog[0] if hog else "", hog[1] if hog else 0)] += (s1 - s0) * 1000.0
         p95_delay = _pct([c[2] - base for c in canary], 0.95) if canary else 0.0
         if culprits and delayed and p95_delay >= late_bar:
-            (c_route, c_where, c_file, c_line), overlap_ms = culprits.most_common(1)[0]
+            (c_route, c_where, _c_file, c_line), overlap_ms = culprits.most_common(1)[0]
             if overlap_ms >= threshold:
                 row["slow_by"] = f"{c_route} at {c_where}"
                 worst = max(c[2] for c in canary)
@@ -1314,11 +1322,21 @@ def _analyse(
             f = f.replace(extra=extra)
         out.append(f)
     report.finding_list = sorted(out + new_findings, key=Finding.sort_key)
-    report.recommendations = recommendations(report)
+    inspection = None
+    app = getattr(session, "_aex_app", None)
+    if app is not None:
+        try:  # the middleware stack, without scanning again
+            from .fastapi_inspect import inspect_app
+            from .model import ScanReport
+
+            inspection = inspect_app(app, report=ScanReport(target=""))
+        except Exception as exc:  # noqa: BLE001 - the recommendations are a bonus
+            report.errors.append(f"app inspection failed: {type(exc).__name__}: {exc}")
+    report.recommendations = recommendations(report, inspection)
 
 
 def _r(x: float) -> float:
-    return round(x, 3) if x == x else float("nan")
+    return float("nan") if math.isnan(x) else round(x, 3)
 
 
 # ---------------------------------------------------------------------------
@@ -1355,14 +1373,14 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
             )
     for key, r in rows.items():
         alone = r.get("alone_ms")
-        if not r["is_async"] and r["queue_ms_max"] >= report.load.get("threshold_ms", 50.0) and alone == alone and alone < report.load.get("threshold_ms", 50.0):
+        if not r["is_async"] and r["queue_ms_max"] >= report.load.get("threshold_ms", 50.0) and _num(alone) and alone < report.load.get("threshold_ms", 50.0):
             recs.append(
                 f"Declare `{key}` ({r['endpoint']}) `async def`: it answers in {alone:.0f} ms alone but queued up to "
                 f"{r['queue_ms_max']:.0f} ms for a worker token of anyio's thread pool under load."
             )
     tp = report.threadpool
     if tp and tp.get("peak_borrowed", 0) >= tp.get("total_tokens", 40) and (tp.get("peak_waiting", 0) or tp.get("queue_ms_max", 0) >= report.load.get("threshold_ms", 50.0)):
-        heavy = [k for k, r in rows.items() if not r["is_async"] and r.get("alone_ms", 0) == r.get("alone_ms", 0) and r.get("alone_ms", 0) >= report.load.get("threshold_ms", 50.0)]
+        heavy = [k for k, r in rows.items() if not r["is_async"] and _num(r.get("alone_ms")) and r["alone_ms"] >= report.load.get("threshold_ms", 50.0)]
         need = int(tp["total_tokens"]) + int(tp.get("peak_waiting", 0))
         need = int(math.ceil(need / 8.0) * 8)
         recs.append(
@@ -1387,10 +1405,10 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
         seen.add(text)
         prefix = "Rewrite as pure ASGI middleware" if f.kind == "basehttpmiddleware" else "Lifespan and patterns"
         recs.append(f"{prefix} ({f.code}): {text}")
-    if inspection is not None:
+    if inspection is not None and not any(f.kind == "basehttpmiddleware" for f in report.finding_list):
         for m in getattr(inspection, "middleware", []) or []:
             if getattr(m, "is_base_http", False):
-                name = getattr(m, "name", "") or getattr(m, "cls", "")
+                name = getattr(m, "dispatch", "") or getattr(m, "name", "")
                 recs.append(
                     f"Rewrite middleware `{name}` as pure ASGI middleware: BaseHTTPMiddleware copies ContextVars, "
                     "hides client disconnects and buffers streaming responses (https://www.starlette.io/middleware/#limitations)."
@@ -1407,8 +1425,24 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
 # ---------------------------------------------------------------------------
 # text
 # ---------------------------------------------------------------------------
+def _num(x: Any) -> bool:
+    """A real number (not None, not NaN)."""
+    return isinstance(x, (int, float)) and not math.isnan(x)
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def _fmt_ms(x: Any) -> str:
-    if x is None or (isinstance(x, float) and x != x):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.0f}" if x >= 10 else f"{x:.1f}"
 
@@ -1419,8 +1453,10 @@ def render_text(report: LoadReport, *, max_findings: int = 20) -> str:
     ld = report.load
     mode = "uvicorn on 127.0.0.1" if ld.get("mode") == "server" else "in-process ASGI"
     lines = [
-        f"async-expert load: {report.target} ({mode}; {len(report.routes)} route(s), load {ld.get('load_s', 0):.2f} s, "
-        f"threshold {ld.get('threshold_ms', 50):g} ms)"
+        (
+            f"async-expert load: {report.target} ({mode}; {len(report.routes)} route(s), load {ld.get('load_s', 0):.3f} s, "
+            f"threshold {ld.get('threshold_ms', 50):g} ms)"
+        )
     ]
     header = ["method", "path", "kind", "requests", "errors", "p50_ms", "p95_ms", "p99_ms", "req/s", "alone_ms", "canary_max_ms", "queue_ms", "blocked_ms"]
     table = [header]
@@ -1449,7 +1485,8 @@ def render_text(report: LoadReport, *, max_findings: int = 20) -> str:
         if r.get("slow_by"):
             lines.append(f"  {r['method']} {r['path']} slowed by {r['slow_by']}")
     for s in report.skipped:
-        lines.append(f"skipped: {(s.get('method') + ' ') if s.get('method') else ''}{s['path']}: {s['reason']}")
+        method = s.get("method") or ""
+        lines.append(f"skipped: {method + ' ' if method else ''}{s['path']}: {s['reason']}")
     lags = sorted(float(r.get("lag_ms") or 0.0) for r in report.lag_records)
     if lags:
         lines.append(f"loop lag: p50 {_pct(lags, 0.5):.1f} ms, p99 {_pct(lags, 0.99):.1f} ms, max {lags[-1]:.1f} ms over {len(lags)} heartbeats")
@@ -1500,7 +1537,7 @@ def run_probe(app: Any, **options: Any) -> LoadReport:
     def target() -> None:
         try:
             box["report"] = asyncio.run(probe(app, **options))
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["exc"] = exc
 
     th = threading.Thread(target=target, name="async-expert-load", daemon=True)

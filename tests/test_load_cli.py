@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from corpus_util import CORPUS  # noqa: E402
+from corpus_util import CORPUS
 
 
 def cli(*args: str, cwd: Path, memory: bool = False) -> subprocess.CompletedProcess:
     extra = () if memory else ("--no-memory",)
-    return subprocess.run([sys.executable, "-m", "async_expert_ext", "load", *args, *extra], cwd=cwd, capture_output=True, text=True, timeout=180)
+    return subprocess.run([sys.executable, "-m", "async_expert_ext", "load", *args, *extra], check=False, cwd=cwd, capture_output=True, text=True, timeout=180)
 
 
 APP = textwrap.dedent(
@@ -139,7 +139,7 @@ def test_async_load_magic_in_kernel(project: Path) -> None:
     cells = run_cells(
         [
             "%load_ext async_expert_ext",
-            "import asyncio, time\n"
+            ("import asyncio, time\n"
             "from fastapi import FastAPI\n"
             "app = FastAPI()\n"
             "@app.get('/block')\n"
@@ -149,11 +149,11 @@ def test_async_load_magic_in_kernel(project: Path) -> None:
             "@app.get('/health')\n"
             "async def health():\n"
             "    return {'ok': True}\n"
-            "client_made_here = 1",
+            "client_made_here = 1"),
             "%async_load app --requests 3 --duration 1.5 -o rep --no-memory",
-            "print(sorted((r['path'], r['requests']) for r in rep.routes))\n"
+            ("print(sorted((r['path'], r['requests']) for r in rep.routes))\n"
             "print([(f.kind, f.path, f.line, f.extra.get('victim'), f.extra.get('culprit_line')) for f in rep.finding_list if f.kind in ('slow-endpoint', 'blocking-call-in-async')])\n"
-            "print(_async_load is rep, client_made_here)",
+            "print(_async_load is rep, client_made_here)"),
             "%async_load nothing_here",
             "%async_load client_made_here",
             "%async_load app --requests -1",

@@ -18,10 +18,17 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from corpus_util import CORPUS  # noqa: E402
+from corpus_util import CORPUS
 
-from async_expert_ext.errors import UsageError  # noqa: E402
-from async_expert_ext.loadprobe import LoadReport, lifespan, load_app, plan_routes, render_text, run_probe  # noqa: E402
+from async_expert_ext.errors import UsageError
+from async_expert_ext.loadprobe import (
+    LoadReport,
+    lifespan,
+    load_app,
+    plan_routes,
+    render_text,
+    run_probe,
+)
 
 
 def _module(tmp_path: Path, name: str, source: str):
@@ -47,7 +54,7 @@ def _findings(report: LoadReport, kind: str) -> list:
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report02() -> LoadReport:
-    app, path = load_app(str(CORPUS / "02_fastapi_async_endpoint_blocking_sleep.py") + ":app")
+    app, _path = load_app(str(CORPUS / "02_fastapi_async_endpoint_blocking_sleep.py") + ":app")
     return run_probe(app, requests=3, duration=2.0, paths=["/orders/export", "/orders/import"], target="02")
 
 
@@ -93,7 +100,7 @@ def test_02_route_table(report02: LoadReport) -> None:
 # ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report08() -> LoadReport:
-    app, path = load_app(str(CORPUS / "08_fastapi_sync_endpoints_starve_threadpool.py") + ":app")
+    app, _path = load_app(str(CORPUS / "08_fastapi_sync_endpoints_starve_threadpool.py") + ":app")
     return run_probe(app, requests=45, duration=1.5, target="08")
 
 
@@ -126,7 +133,7 @@ def test_08_healthz_slow_behind_tiles(report08: LoadReport) -> None:
 # corpus 11: a streaming endpoint iterating a blocking generator freezes /api/health
 # ---------------------------------------------------------------------------
 def test_11_streaming_generator_blocks_health() -> None:
-    app, path = load_app(str(CORPUS / "11_streaming_response_blocking_generator.py") + ":app")
+    app, _path = load_app(str(CORPUS / "11_streaming_response_blocking_generator.py") + ":app")
     report = run_probe(app, requests=1, concurrency=1, duration=1.0, params={"prompt": "a b"}, baseline_requests=1, target="11")
     slow = {f.extra["victim"]: f for f in _findings(report, "slow-endpoint")}
     assert "GET /api/health" in slow, render_text(report)
@@ -325,7 +332,7 @@ SYNC_ONLY = """
 
 def test_starlette_app_server_mode(tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
-    mod, path = _module(tmp_path, "star_app_lp", SYNC_ONLY)
+    mod, _path = _module(tmp_path, "star_app_lp", SYNC_ONLY)
     report = run_probe(mod.app, requests=4, concurrency=2, duration=2.0, server=True)
     assert report.load["mode"] == "server"
     fast = _route(report, "GET", "/fast/{n:int}")

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["configure", "run", "parse_params"]
+__all__ = ["configure", "parse_params", "run"]
 
 
 def _positive(kind: str, cast: Any = float):
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param)
     real_stdout = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
-        app, path = load_app(args.app)
+        app, _path = load_app(args.app)
         try:
             report = run_probe(
                 app,

@@ -91,9 +91,11 @@ class LoadMagics(Magics):
             raise IPythonUsageError(f"%async_load: {exc}") from None
         except RuntimeError as exc:
             raise IPythonUsageError(f"%async_load: {exc}") from None
-        self.shell.user_ns["_async_load"] = report
+        shell = self.shell
+        assert shell is not None
+        shell.user_ns["_async_load"] = report
         if args.output:
-            self.shell.user_ns[args.output] = report
+            shell.user_ns[args.output] = report
         display(report)
         from ..memory import record_quietly
 
@@ -105,6 +107,7 @@ class LoadMagics(Magics):
             print(recall.summary(), file=sys.stderr if recall.status == "failed" else sys.stdout)
 
     def _lookup(self, name: str) -> Any:
+        assert self.shell is not None
         ns = self.shell.user_ns
         head, *rest = name.split(".")
         if not head.isidentifier() or not all(p.isidentifier() for p in rest):
