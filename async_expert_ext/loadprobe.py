@@ -804,7 +804,15 @@ async def probe(
         UsageError: bad numbers, or ``paths`` matching no route.
         RuntimeError: the app's lifespan start-up failed.
     """
-    import httpx
+    try:
+        import httpx
+    except ImportError:
+        raise UsageError("the load probe needs httpx: pip install 'async-expert-ext[load]'") from None
+    if server:
+        try:
+            import uvicorn
+        except ImportError:
+            raise UsageError("--server needs uvicorn: pip install 'async-expert-ext[load]'") from None
 
     from .loop.session import ProfileSession
 
