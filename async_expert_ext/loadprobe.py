@@ -783,9 +783,11 @@ async def probe(
         app: a FastAPI or Starlette app.
         paths: only these routes (see :func:`plan_routes`).
         requests: load requests per route (canaries and baselines not included).
-        concurrency: requests in flight per route. None: 8, and for a sync endpoint
+        concurrency: requests in flight per route. None: 8; for a sync endpoint
             whose baseline is past the threshold the default limiter's
-            ``total_tokens + 5`` (enough to show whether the pool saturates).
+            ``total_tokens + 5`` (enough to show whether the pool saturates); for an
+            async endpoint whose baseline is past the threshold 2 (if it blocks the
+            loop its requests cannot overlap, and the run must stay near ``duration``).
         duration: the load phase stops after this many seconds (s); requests still
             running then are cancelled and counted as ``cancelled``.
         params: sample values by parameter name.
@@ -1008,6 +1010,10 @@ async def _run_load(
             conc_used[t.key] = concurrency
         elif not t.is_async and stats[t.key].alone and min(stats[t.key].alone) >= threshold_s:
             conc_used[t.key] = total_tokens + 5
+        elif t.is_async and stats[t.key].alone and min(stats[t.key].alone) >= threshold_s:
+            # a slow async route: if it blocks the loop its requests cannot overlap anyway,
+            # and each one in flight at the deadline still runs to its end
+            conc_used[t.key] = 2
         else:
             conc_used[t.key] = 8
     # 2. load, with canaries and a limiter sampler
@@ -1252,7 +1258,7 @@ def _analyse(
                         severity=Severity.WARNING,
                         message=(
                             f"{t.key} was slow under load: its canary answered up to {worst:.0f} ms after it was due "
-                            f"(p95 {p95_delay:.0f} ms over its {base:.0f} ms alone) while {c_route} held {via} at {c_where}"
+                            f"(p95 {p95_delay:.0f} ms over its {_fmt_ms(base)} ms alone) while {c_route} held {via} at {c_where}"
                         ),
                         path=session.label(t.file) if t.file else "",
                         line=t.line,
@@ -1383,7 +1389,7 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
         alone = r.get("alone_ms")
         if not r["is_async"] and r["queue_ms_max"] >= report.load.get("threshold_ms", 50.0) and _num(alone) and alone < report.load.get("threshold_ms", 50.0):
             recs.append(
-                f"Declare `{key}` ({r['endpoint']}) `async def`: it answers in {alone:.0f} ms alone but queued up to "
+                f"Declare `{key}` ({r['endpoint']}) `async def`: it answers in {_fmt_ms(alone)} ms alone but queued up to "
                 f"{r['queue_ms_max']:.0f} ms for a worker token of anyio's thread pool under load."
             )
     tp = report.threadpool
@@ -1399,9 +1405,16 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
             f"or make {', '.join('`' + h + '`' for h in heavy) or 'the slow sync endpoints'} async, or give their blocking work its own executor."
         )
     elif tp and tp.get("peak_borrowed", 0):
+        late = tp.get("queue_ms_max", 0) >= report.load.get("threshold_ms", 50.0)
         recs.append(
-            f"anyio's thread pool had room: peak {tp['peak_borrowed']}/{tp['total_tokens']} tokens borrowed, no wait past the "
-            "threshold; the default size is enough for this load."
+            f"anyio's thread pool had room: peak {tp['peak_borrowed']}/{tp['total_tokens']} tokens borrowed"
+            + (
+                f"; sync endpoints still waited up to {tp['queue_ms_max']:.0f} ms to start because the event loop was blocked "
+                "(fix the blocking lines above, not the pool size)"
+                if late
+                else ", no wait past the threshold; the default size is enough for this load"
+            )
+            + "."
         )
     seen: set[str] = set()
     for f in report.finding_list:
@@ -1423,9 +1436,13 @@ def recommendations(report: LoadReport, inspection: Any = None) -> list[str]:
                 )
     slow = [f for f in report.finding_list if f.kind == "slow-endpoint" and f.extra.get("culprit")]
     for f in slow:
+        own = rows.get(str(f.extra.get("victim")), {}).get("blocking_events", 0)
         recs.append(
-            f"`{f.extra.get('victim')}` is slow only because of `{f.extra.get('culprit_route')}` at {f.extra.get('culprit')}: "
-            "fix that line first, then re-run the load probe."
+            f"`{f.extra.get('victim')}` is "
+            + ("also" if own else "only")
+            + f" slowed by `{f.extra.get('culprit_route')}` at {f.extra.get('culprit')}: "
+            + ("fixing its own blocking line is not enough; fix that line too" if own else "fix that line, not the victim")
+            + ", then re-run the load probe."
         )
     return recs
 

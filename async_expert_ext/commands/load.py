@@ -65,7 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", metavar="FILE.py:app", help="the file defining the app, and the app's name (default: app)")
     parser.add_argument("--path", action="append", default=None, metavar="P", help="only this route: a path template or a concrete path (repeatable)")
     parser.add_argument("--requests", type=_positive("request count", int), default=100, metavar="N", help="load requests per route (default 100)")
-    parser.add_argument("--concurrency", type=_positive("concurrency", int), default=None, metavar="C", help="requests in flight per route (default 8; anyio's tokens + 5 for slow sync endpoints)")
+    parser.add_argument("--concurrency", type=_positive("concurrency", int), default=None, metavar="C", help="requests in flight per route (default 8; anyio's tokens + 5 for slow sync endpoints, 2 for slow async ones)")
     parser.add_argument("--duration", type=_positive("duration"), default=3.0, metavar="S", help="stop the load after S seconds (default 3)")
     parser.add_argument("--param", action="append", default=None, metavar="NAME=VALUE", help="sample value of a path, query, header or body parameter (repeatable)")
     parser.add_argument("--server", action="store_true", help="run the app under uvicorn on 127.0.0.1 and use real sockets")

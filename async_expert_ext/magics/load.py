@@ -33,7 +33,7 @@ class LoadMagics(Magics):
     @magic_arguments.argument("app", help="name of the FastAPI/Starlette app in the namespace")
     @magic_arguments.argument("--path", action="append", default=None, metavar="P", help="only this route: a path template or a concrete path (repeatable)")
     @magic_arguments.argument("--requests", type=int, default=100, metavar="N", help="load requests per route (default 100)")
-    @magic_arguments.argument("--concurrency", type=int, default=None, metavar="C", help="requests in flight per route (default 8; anyio's tokens + 5 for slow sync endpoints)")
+    @magic_arguments.argument("--concurrency", type=int, default=None, metavar="C", help="requests in flight per route (default 8; anyio's tokens + 5 for slow sync endpoints, 2 for slow async ones)")
     @magic_arguments.argument("--duration", type=float, default=3.0, metavar="S", help="stop the load after S seconds (default 3)")
     @magic_arguments.argument("--param", action="append", default=None, metavar="NAME=VALUE", help="sample value of a path, query, header or body parameter (repeatable)")
     @magic_arguments.argument("--server", action="store_true", help="run the app under uvicorn on 127.0.0.1 and use real sockets")
