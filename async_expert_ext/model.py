@@ -724,9 +724,9 @@ class LoopReport:
 
     # -- outputs ----------------------------------------------------------
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .render import loop as _loop
+        from .render import html as _html, text as _text
 
-        return {"text/plain": _loop.render_text(self), "text/html": _loop.render_html(self)}
+        return {"text/plain": _text.render(self), "text/html": _html.render(self)}
 
     def __repr__(self) -> str:
         c = self.counts()

@@ -23,7 +23,8 @@ from async_expert_ext.model import (
     TASK_COLUMNS,
     LoopReport,
 )
-from async_expert_ext.render.loop import render_html, render_text
+from async_expert_ext.render.html import render as render_html
+from async_expert_ext.render.text import render as render_text
 
 HERE = Path(__file__).resolve()
 
@@ -310,3 +311,29 @@ def test_cancelled_error_swallowed_only_when_cancellation_is_lost():
     report, _ = run(main())
     hits = [f for f in report.finding_list if f.kind == "cancelled-error-swallowed" and (f.source == "runtime" or f.extra.get("confirmed"))]
     assert [f.line for f in hits] == [line_of("SWALLOW")]
+
+
+class SlowToInstall(Instrument):
+    """Stands for an instrument whose installation takes time (pyinstrument, class patches)."""
+
+    name = "slow-install"
+
+    def install(self, session):
+        time.sleep(0.2)
+
+
+def test_instrument_installation_is_not_reported_as_blocking():
+    from async_expert_ext.loop.detectors import BlockingDetector
+
+    async def main():
+        await asyncio.sleep(0.05)
+        time.sleep(0.12)  # the only block of the profiled code
+        await asyncio.sleep(0.02)
+
+    async def go():
+        return await profile(main(), instruments=[BlockingDetector(), SlowToInstall()], static=False, threshold_ms=50)
+
+    report = asyncio.run(go())
+    assert [(b["line"], b["snippet"].strip()) for b in report.blocking_records] == [
+        (main.__code__.co_firstlineno + 2, "time.sleep(0.12)  # the only block of the profiled code")
+    ]

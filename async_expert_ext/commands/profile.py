@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         data = report.to_dict()
         out = json.dumps({"findings": data["findings"], "tasks": data["tasks"], "blocking": data["blocking"]}, indent=2)
     else:
-        from ..render.loop import render_text
+        from ..render.text import render as render_text
 
         out = render_text(report)
     real_stdout.write(out + "\n")

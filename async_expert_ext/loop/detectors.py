@@ -193,6 +193,14 @@ class BlockingDetector(Instrument):
         self.thread = threading.Thread(target=self._watchdog, name="async-expert-watchdog", daemon=True)
         self.thread.start()
 
+    def started(self, session: ProfileSession) -> None:
+        # the stretch that is running now began before the profile: installing the
+        # other instruments (pyinstrument, class patches) is not the profiled code
+        with self.lock:
+            self.samples = []
+        if self.busy_since:
+            self.busy_since = time.perf_counter()
+
     # loop thread --------------------------------------------------------
     def _end_stretch(self, now: float) -> None:
         since = self.busy_since

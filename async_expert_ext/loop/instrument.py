@@ -8,6 +8,7 @@ needs, and an instrument whose hook raises is switched off and reported in
 Hook order for one session (all on the event loop thread unless noted)::
 
     install(session)                 before the profiled code runs
+    started(session)                 once every instrument is installed: the profiled code starts now
     task_created(session, task, rec) for every task made by the loop's task factory
     task_done(session, task, rec)    when such a task finishes (done callback)
     exception_handler(session, ctx)  for every loop.call_exception_handler(ctx), any loop, any thread
@@ -46,6 +47,10 @@ class Instrument:
 
     def install(self, session: ProfileSession) -> None:
         """Patch what the instrument needs; called on the loop thread."""
+
+    def started(self, session: ProfileSession) -> None:
+        """Every instrument is installed; what runs from now on is the profiled code
+        (time spent installing the others is not the user's)."""
 
     def task_created(self, session: ProfileSession, task: asyncio.Task, record: dict[str, Any]) -> None:
         """A task was created by the loop's task factory; ``record`` is its

@@ -484,6 +484,8 @@ class ProfileSession:
             lp.set_exception_handler(handler)
         for inst in self.instruments:
             self.call(inst, "install")
+        for inst in self.instruments:
+            self.call(inst, "started")
         if self.timeout_s:
             self.arm_timeout(self.timeout_s)
         return self

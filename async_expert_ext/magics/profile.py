@@ -176,18 +176,18 @@ def _finish(exc: BaseException | None) -> Any:
     ip.user_ns["_loop_profile"] = report
     if args is not None and args.output:
         ip.user_ns[args.output] = report
-    from IPython.display import display
-
-    display(report)
     import os
     import sys
 
     from ..memory import record_quietly
+    from ..render import display_report
 
     memory = getattr(args, "memory", None)
     if memory and len(memory) >= 2 and memory[0] == memory[-1] and memory[0] in "'\"":
         memory = memory[1:-1]
+    # record first, so the view can mark each finding new / seen before
     recall = record_quietly(report, tool="%%loop_profile", target=report.target, path=memory, enabled=not getattr(args, "no_memory", False), start=os.getcwd())
+    display_report(report, memory=recall)
     if recall is not None:  # where the memory entry went, or why it did not
         print(recall.summary(), file=sys.stderr if recall.status == "failed" else sys.stdout)
     return report

@@ -561,17 +561,20 @@ def _check_keys(flag: str, keys: list[str] | None) -> None:
         raise errors.UsageError(f"{flag} {key!r} matches no rule code, code prefix or kind")
 
 
-def _display_report(report: ScanReport) -> None:
+def _display_report(report: ScanReport, recall: Any = None) -> None:
     """Show a report through :func:`async_expert_ext.render.display_report` (the
-    widget view where a widget frontend runs, else one text/html + text/plain bundle)."""
-    try:
-        from ..render import display_report
-    except ImportError:  # pragma: no cover - an older render package
-        from IPython.display import display
+    widget view where a widget frontend runs, else one text/html + text/plain bundle);
+    ``recall`` (the memory file's answer) marks findings new / seen before."""
+    from ..render import display_report
 
-        display(report)
-        return
-    display_report(report)
+    display_report(report, memory=recall)
+
+
+def _progress() -> Any:
+    """A progress bar for folder and package scans (shown past a few dozen files)."""
+    from ..render.progress import make_progress
+
+    return make_progress()
 
 
 def _record_memory(report: ScanReport, *, enabled: bool, path: str | None, settings: Settings) -> Any:
@@ -671,7 +674,7 @@ class AsyncScanMagics(Magics):
             ip.user_ns[args.output] = report
         recall = _record_memory(report, enabled=not args.no_memory, path=args.memory, settings=settings)
         if not args.quiet:
-            _display_report(report)
+            _display_report(report, recall)
         if recall is not None and recall.status == "failed":
             print(recall.summary(), file=sys.stderr)
         elif recall is not None and recall.status != "off" and not args.quiet:
@@ -707,12 +710,12 @@ class AsyncScanMagics(Magics):
             bad = [t for t, (k, _) in zip(targets, resolved) if k != "path"]
             if bad:
                 raise errors.UsageError(f"several targets must all be paths; {bad[0]!r} is not")
-            return scan_paths([v for _, v in resolved], settings)
+            return scan_paths([v for _, v in resolved], settings, progress=_progress())
         kind, value = resolved[0]
         if kind == "path":
-            return scan_paths([value], settings)
+            return scan_paths([value], settings, progress=_progress())
         if kind == "module":
-            return scan_module(value, settings)
+            return scan_module(value, settings, progress=_progress())
         return _scan_object(value, targets[0], settings, ip)
 
 

@@ -58,6 +58,8 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True, memor
     """
     findings = findings_of(report)
     lines = [_headline(report)]
+    if is_loop_report(report) and report.exception:
+        lines.append(f"the profiled code raised {report.exception}" + (" (timeout)" if report.timed_out else ""))
     if findings:
         kinds = counts_by_kind(findings)
         lines.append("by kind: " + ", ".join(f"{k} {sum(v.values())}" for k, v in kinds))
@@ -86,7 +88,7 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True, memor
     if is_loop_report(report):
         lines.extend(_loop_tail(report, max_findings))
     for e in report.errors:
-        lines.append(f"note: {e}")
+        lines.append(f"instrument error: {e}" if is_loop_report(report) else f"note: {e}")
     for note in getattr(report, "notes", ()):
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -125,6 +127,9 @@ def _loop_tail(report: LoopReport, cap: int) -> list[str]:
         for t in bad[: min(cap, 50)]:
             exc = f"  {t.get('exception')}" if t.get("exception") else ""
             out.append(f"  {t.get('state', '?'):9} {t.get('name', '')} {t.get('coro', '')} created at {t.get('created_at', '?')}{exc}")
+            if t.get("state") == "pending":
+                for step in (t.get("await_stack") or ())[:8]:
+                    out.append(f"      awaiting {step}")
         if len(bad) > min(cap, 50):
             out.append(f"  ... and {len(bad) - min(cap, 50)} more (see .tasks)")
     return out

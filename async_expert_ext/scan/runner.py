@@ -441,14 +441,14 @@ def scan_paths(
     return scan_units(units, settings, target=" ".join(paths), jobs=jobs, progress=progress)
 
 
-def scan_module(name: str, settings: Settings | None = None, *, jobs: int | None = None) -> ScanReport:
+def scan_module(name: str, settings: Settings | None = None, *, jobs: int | None = None, progress: object = None) -> ScanReport:
     """Scan an importable module or package by dotted name, without importing it.
 
     Raises:
         TargetNotFound: when no such module exists or it has no Python source.
     """
     path = find_module_path(name)
-    report = scan_paths([path], settings, jobs=jobs)
+    report = scan_paths([path], settings, jobs=jobs, progress=progress)
     report.target = name
     return report
 
