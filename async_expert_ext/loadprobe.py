@@ -176,12 +176,16 @@ class LoadReport(LoopReport):
         return json.loads(json.dumps(_no_nan(data), default=str))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The load table and recommendations (:func:`render_text`), then the
+        :class:`LoopReport`'s own bundle (its HTML report of the loop)."""
         import html
 
-        from .render import loop as _loop
-
         text = render_text(self)
-        return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>" + _loop.render_html(self)}
+        try:
+            base = super()._repr_mimebundle_(include, exclude)
+        except Exception as exc:  # noqa: BLE001 - the table alone is still the report
+            base = {"text/html": f"<p>loop report unavailable: {html.escape(str(exc))}</p>"}
+        return {"text/plain": text, "text/html": f"<pre>{html.escape(text)}</pre>" + str(base.get("text/html", ""))}
 
     def __repr__(self) -> str:
         c = self.counts()
