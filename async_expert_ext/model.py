@@ -203,8 +203,10 @@ class Finding:
 
     @property
     def location(self) -> str:
-        """``path:line`` (``In[5]:3`` for notebook cells)."""
-        return f"{self.path}:{self.line}" if self.path else str(self.line)
+        """``path:line`` (``In[5]:3`` for notebook cells); ``"?"`` when unknown."""
+        if not self.path:
+            return str(self.line) if self.line else "?"
+        return f"{self.path}:{self.line}" if self.line else self.path
 
     @property
     def fingerprint(self) -> str:

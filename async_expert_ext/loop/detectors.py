@@ -929,9 +929,10 @@ class CoroutineWarnings(Instrument):
             if not is_library_file(f):
                 fn, line, func = f, ln, q
                 break
-        if not fn:
+        if not fn and not self.session.stopped:
             # No origin recorded: the coroutine is reported where it was dropped, which is
-            # where it was created for the common `coro()` expression statement.
+            # where it was created for the common `coro()` expression statement. (Not for
+            # the profiler's own closing gc.collect(): the caller's frame is not the culprit.)
             frame = self.session.user_frame(sys._getframe(1))
             if frame is not None:
                 fn, line, func, how = frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_qualname, "dropped at"
@@ -992,20 +993,28 @@ class CoroutineWarnings(Instrument):
                 }
             )
         for (fn, line, coro), recs in groups.items():
-            where = session.where(fn, line) if fn else "a line outside the profiled code's threads"
-            how = recs[0].get("how", "created at") if fn else "created at"
+            if fn:
+                how = recs[0].get("how", "created at")
+                message = f"coroutine '{coro}' {how} {session.where(fn, line)} was never awaited ({len(recs)} time(s))"
+            else:
+                # no origin and no user frame: it was made before the profile started (an
+                # earlier cell) or by C code, and only garbage-collected during the profile
+                message = (
+                    f"coroutine '{coro}' was never awaited ({len(recs)} time(s)); it was created outside the "
+                    "profiled code (e.g. in an earlier cell) and only collected during this profile"
+                )
             session.add_finding(
                 "never-awaited",
-                f"coroutine '{coro}' {how} {where} was never awaited ({len(recs)} time(s))",
+                message,
                 filename=fn,
                 line=line,
                 symbol=recs[0]["func"],
-                severity=Severity.CRITICAL,
+                severity=Severity.CRITICAL if fn else Severity.INFO,
                 section=Section.CRITICAL_ISSUES,
                 explanation="Calling an async function only creates a coroutine object; its body never runs unless it is awaited or wrapped in a task.",
                 fix="`await` the call (or schedule it with asyncio.create_task and keep the task).",
                 references=("https://docs.python.org/3/library/asyncio-dev.html#detect-never-awaited-coroutines",),
-                confidence=Confidence.HIGH if fn else Confidence.MEDIUM,
+                confidence=Confidence.HIGH if fn else Confidence.LOW,
                 call_chain=tuple(f"{q} ({session.label(f)}:{ln})" for f, ln, q in recs[0]["origin"]),
                 extra={"count": len(recs), "coroutine": coro},
             )
