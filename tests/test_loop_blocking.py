@@ -142,3 +142,35 @@ def test_threshold_flag_changes_what_counts():
 
     assert run(main(), threshold_ms=50).blocking_records
     assert not run(main(), threshold_ms=200).blocking_records
+
+
+def _spin(seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+async def _three_stalls_in_one_step() -> None:
+    time.sleep(0.15)  # line A
+    _spin(0.15)  # line B (the spinning line is inside _spin)
+    time.sleep(0.15)  # line C
+
+
+def test_one_step_blocking_at_several_lines_gives_one_event_per_line():
+    """A task step that never suspends but blocks at three lines in a row is three
+    events, each at its own line (a single event would name only the dominant line)."""
+
+    async def main():
+        await asyncio.sleep(0.01)
+        await _three_stalls_in_one_step()
+        await asyncio.sleep(0.01)
+
+    async def go():
+        return await profile(main(), static=False, profile=False, threshold_ms=50)
+
+    report = asyncio.run(go())
+    first = _three_stalls_in_one_step.__code__.co_firstlineno
+    spin_line = _spin.__code__.co_firstlineno + 2  # the `while` line
+    lines = [b["line"] for b in report.blocking_records]
+    assert lines == [first + 1, spin_line, first + 3], report.blocking_records
+    assert all(100 <= b["duration_ms"] <= 400 for b in report.blocking_records)

@@ -75,6 +75,14 @@ def default_instruments(session: ProfileSession) -> list[Instrument]:
 # ---------------------------------------------------------------------------
 # stacks
 # ---------------------------------------------------------------------------
+def _first_user_line(stack: Any) -> tuple[str, int] | None:
+    """The innermost frame of a sampled stack that is not library code."""
+    for fn, ln, _q in stack or ():
+        if not is_library_file(fn):
+            return (fn, ln)
+    return None
+
+
 def _frame_stack(frame: Any) -> tuple[tuple[str, int, str], ...]:
     """(filename, line, qualname) from the innermost frame outwards."""
     out = []
@@ -250,11 +258,51 @@ class BlockingDetector(Instrument):
             duration = stop - begin
             if duration < self.threshold or (not run[0][3] and _own_callback(run[0][4])):
                 continue  # short, or one of the instruments' own callbacks (not a task step)
-            if len(run) >= 2 and run[-1][0] > run[0][0] and self.cpu_clock is not None:
-                ratio = (run[-1][1] - run[0][1]) / (run[-1][0] - run[0][0])
+            parts = self._by_line(run)
+            if len(parts) >= 2:
+                # one handle that blocked at several lines in a row (sleep, then a sync
+                # request, then a parse): one event per line, each with its own CPU share
+                for j, part in enumerate(parts):
+                    b = begin if j == 0 else part[0][0] - half
+                    e = stop if j == len(parts) - 1 else part[-1][0] + half
+                    self._record(b, e - b, self._cpu_ratio(part), part, part[0][2])
+                continue
+            self._record(begin, duration, self._cpu_ratio(run), run, run[0][2])
+
+    def _cpu_ratio(self, run: list) -> float:
+        """The loop thread's CPU share over ``run`` (0.0 when it cannot be measured)."""
+        if len(run) >= 2 and run[-1][0] > run[0][0] and self.cpu_clock is not None:
+            return (run[-1][1] - run[0][1]) / (run[-1][0] - run[0][0])
+        return 0.0
+
+    def _by_line(self, run: list) -> list[list]:
+        """Split a run of samples into consecutive parts by the innermost user line;
+        parts shorter than the threshold are merged into their neighbour. Returns the
+        parts when at least two of them are each as long as the threshold, else ``[]``."""
+        parts: list[tuple[Any, list]] = []
+        for sample in run:
+            key = _first_user_line(sample[4])
+            if parts and parts[-1][0] == key:
+                parts[-1][1].append(sample)
             else:
-                ratio = 0.0
-            self._record(begin, duration, ratio, run, run[0][2])
+                parts.append((key, [sample]))
+        if len(parts) < 2:
+            return []
+        span = self.sample_every
+        is_long = [samples[-1][0] - samples[0][0] + span >= self.threshold for _key, samples in parts]
+        if sum(is_long) < 2:
+            return []
+        merged: list[list] = []
+        pending: list = []  # short parts before the first long one
+        for (_key, samples), long in zip(parts, is_long):
+            if long:
+                merged.append(pending + samples)
+                pending = []
+            elif merged:
+                merged[-1].extend(samples)
+            else:
+                pending.extend(samples)
+        return merged
 
     def _record(self, since: float, busy: float, ratio: float, run: list, key: str) -> None:
         s = self.session
