@@ -521,6 +521,10 @@ def _attribute(report: ScanReport, routes: list[RouteInfo], middleware: list[Mid
                 (fctx.get("route") == r.path and (not fctx.get("methods") or bool(set(fctx["methods"]) & set(r.methods))))
                 or (fctx.get("function") or fctx.get("endpoint")) == short
             )
+            if by_context and fctx.get("file") and r.call is not None:
+                # the same route or function name in another module of the scan is not this route
+                where = span(r.call)
+                by_context = where is None or _same_file(fctx["file"], where[0])
             if by_context or any(inside(f, fn) for fn in fns):
                 r.findings.append(f)
     entries = list(getattr(app, "user_middleware", []) or [])

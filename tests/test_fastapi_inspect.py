@@ -192,6 +192,48 @@ def test_project_app_dependency_tree_middleware_and_following_imports(project: M
     assert insp.to_dict()["routes"][0]["dependencies"][0]["dependencies"][0]["name"] == "aex_shop.deps.get_token"
 
 
+def test_same_route_in_an_imported_module_is_not_attributed_to_this_app(tmp_path: Path) -> None:
+    """A fixed app that imports the buggy one: the buggy module's `/report` findings are
+    not the fixed app's `/report` (same route and function name, another file)."""
+    (tmp_path / "aex_buggy.py").write_text(textwrap.dedent(
+        """
+        import time
+        from fastapi import FastAPI
+        app = FastAPI()
+
+        @app.get("/report")
+        async def report():
+            time.sleep(0.2)
+            return {}
+        """
+    ))
+    (tmp_path / "aex_fixed.py").write_text(textwrap.dedent(
+        """
+        import asyncio
+        from fastapi import FastAPI
+        import aex_buggy  # kept for comparison
+
+        app = FastAPI()
+
+        @app.get("/report")
+        async def report():
+            await asyncio.sleep(0.2)
+            return {}
+        """
+    ))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        fixed = importlib.import_module("aex_fixed")
+        insp = inspect_app(fixed.app, settings=SETTINGS)
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in ("aex_fixed", "aex_buggy"):
+            sys.modules.pop(name, None)
+    assert sorted(Path(f).name for f in insp.files) == ["aex_buggy.py", "aex_fixed.py"]
+    assert any(f.code == "AEX101" and Path(f.path).name == "aex_buggy.py" for f in insp.report.findings)
+    assert [(r.path, r.findings) for r in insp.routes] == [("/report", [])]
+
+
 def test_app_built_in_cells_uses_the_given_report() -> None:
     src = textwrap.dedent(
         """

@@ -1487,6 +1487,7 @@ def annotate_endpoint_findings(findings: list[Finding], program: Program, settin
             "route": ro.route,
             "methods": list(ro.methods),
             "function": _name(an, ro.target),
+            "file": getattr(program.func(ro.target), "path", ""),  # where the endpoint is defined
             "via": list(via),
             "annotated_by": "AEX1500",
         }
