@@ -245,3 +245,14 @@ def test_other_runtime_errors_are_not_cross_loop():
     report, exc = run(other)
     assert isinstance(exc, RuntimeError)
     assert findings(report, "cross-loop-resource") == []
+
+
+def test_error_messages_shorten_task_and_future_reprs():
+    from async_expert_ext.loop.lifecycle import _short_reprs
+
+    text = (
+        "Task <Task pending name='Task-3' coro=<main() running at /x.py:3> cb=[_run_until_complete_cb() at /y.py:1]>"
+        " got Future <Future pending> attached to a different loop"
+    )
+    assert _short_reprs(text) == "Task <Task 'Task-3'> got Future <Future> attached to a different loop"
+    assert _short_reprs("Event loop is closed") == "Event loop is closed"

@@ -103,6 +103,13 @@ _TARGETS: tuple[tuple[type, str], ...] = (
 )
 
 
+
+def _ident(kind: str, name: str) -> str:
+    """``"Lock created at In[3]:5"`` / ``"Lock (created before the profile)"`` for messages."""
+    if name and not name.startswith("("):
+        return f"{kind} created at {name}"
+    return f"{kind} {name}".strip()
+
 class _State:
     """Bookkeeping for one primitive (only for primitives used during the session)."""
 
@@ -230,7 +237,7 @@ class ContentionMonitor(Instrument):
             key = id(obj)
             states = self.states
             st.ref = weakref.ref(obj, functools.partial(_forget, states, key))
-            st.name = f"{kind} (created before the profile)"
+            st.name = "(created before the profile)"
             states[key] = st
             if len(self.all_states) < _MAX_ROWS:
                 self.all_states.append(st)
@@ -575,7 +582,7 @@ class ContentionMonitor(Instrument):
                 "wait_at": self.session.where(rec["file"], rec["line"]),
                 "held_at": "",
                 "chain": rec["chain"],
-                "path": [f"{p['row']['task']} waits on {p['state'].kind} {p['state'].name} at {p['row']['location']}" for p in path],
+                "path": [f"{p['row']['task']} waits on {_ident(p['state'].kind, p['state'].name)} at {p['row']['location']}" for p in path],
                 "waited_ms": (now - rec["t0"]) * 1000.0,
                 "ended": "still waiting at the end",
             }
@@ -677,7 +684,7 @@ class ContentionMonitor(Instrument):
         where = session.where(fn, line)
         session.add_finding(
             "lock-held-across-await",
-            f"asyncio.Lock {st.name} acquired at {where} was held for up to {st.contended_hold_max * 1000:.0f} ms "
+            f"{_ident('asyncio.Lock', st.name)} acquired at {where} was held for up to {st.contended_hold_max * 1000:.0f} ms "
             f"while {st.waits} wait(s) queued behind it ({st.wait_total:.2f} s waited in total, "
             f"up to {st.peak_waiting} waiter(s) at once)"
             + (f"; the holder was awaiting {across[0]}" if across else ""),
@@ -744,7 +751,7 @@ class ContentionMonitor(Instrument):
                 "holder-stuck": "its holder is itself stuck waiting on something that is never signalled",
             }[shape]
             what = (
-                f"{d['task']} waited {d['waited_ms'] / 1000:.1f} s at {where} for {d['primitive']} {d['name']}: {how}"
+                f"{d['task']} waited {d['waited_ms'] / 1000:.1f} s at {where} for {_ident(d['primitive'], d['name'])}: {how}"
             )
             explanation = "No task in the wait chain can make progress: " + "; ".join(d.get("path", ()))
             fix = "Take locks in one global order, release them on every path (`async with`), and put a timeout on waits that may never end."

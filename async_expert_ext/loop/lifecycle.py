@@ -67,6 +67,31 @@ def _qualname(obj: Any) -> str:
 # ---------------------------------------------------------------------------
 # gather
 # ---------------------------------------------------------------------------
+
+def _short_reprs(text: str) -> str:
+    """Shorten ``<Task pending name='Task-3' coro=<...> cb=[...]>`` style reprs in an
+    error message to ``<Task 'Task-3'>`` / ``<Future>`` (they nest, so count brackets)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(("<Task ", "<Future ", "<_GatheringFuture "), i):
+            depth, j = 0, i
+            while j < len(text):
+                depth += text[j] == "<"
+                depth -= text[j] == ">"
+                j += 1
+                if depth == 0:
+                    break
+            inner = text[i:j]
+            kind = inner[1:].split(" ", 1)[0]
+            name = re.search(r"name='([^']*)'", inner)
+            out.append(f"<{kind} {name.group(1)!r}>" if name else f"<{kind}>")
+            i = j
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
 class GatherMonitor(Instrument):
     """Children of a failed ``asyncio.gather`` that keep running (see the module docstring)."""
 
@@ -433,7 +458,7 @@ class CrossLoopMonitor(Instrument):
             closed = "closed" in r0["message"]
             session.add_finding(
                 "cross-loop-resource",
-                f"{session.where(fn, line)} raised RuntimeError: {r0['message'][:200]} (in {r0['where']}, {len(recs)} time(s))",
+                f"{session.where(fn, line)} raised RuntimeError: {_short_reprs(r0['message'])[:200]} (in {r0['where']}, {len(recs)} time(s))",
                 filename=fn,
                 line=line,
                 symbol=r0["func"],
