@@ -87,8 +87,29 @@ def transform_cell(lines: list[str]) -> list[str]:
         return lines  # %%loop_profilexyz: not ours
     token = str(next(_COUNTER))
     _BODIES[token] = "\n" + "".join(lines[1:])  # line 1 blank: static lines match the cell's
-    call = f"__import__('async_expert_ext.magics.profile', fromlist=['_begin'])._begin({rest.strip()!r}, {token!r})\n"
-    return [call, *lines[1:]]
+    call = f"__import__('async_expert_ext.magics.profile', fromlist=['_begin'])._begin({rest.strip()!r}, {token!r})"
+    if _needs_a_loop():
+        # terminal IPython runs only cells with a top-level await on its event loop:
+        # one await on the header line gives this cell a loop (same line numbers)
+        call += "; await __import__('asyncio').sleep(0)"
+    return [call + "\n", *lines[1:]]
+
+
+def _needs_a_loop() -> bool:
+    """True where no event loop runs while cells execute (terminal IPython, an
+    InteractiveShell in a script) but IPython can run the cell on its own loop
+    (``%autoawait`` on). In a Jupyter kernel the kernel's loop is already running."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+        return False
+    except RuntimeError:
+        pass
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    return bool(ip is not None and getattr(ip, "autoawait", False))
 
 
 def _cell_label(ip: Any) -> Any:
@@ -119,8 +140,8 @@ def _begin(line: str, token: str) -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         raise IPythonUsageError(
-            "%%loop_profile: no event loop is running for this cell (terminal IPython runs only cells with "
-            "top-level await on a loop); add an await, or run it in a Jupyter kernel"
+            "%%loop_profile: no event loop is running for this cell; turn on `%autoawait asyncio` "
+            "(terminal IPython then runs the cell on its event loop), or run it in a Jupyter kernel"
         ) from None
     from .options import AsyncExpert
 
