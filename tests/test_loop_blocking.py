@@ -174,3 +174,14 @@ def test_one_step_blocking_at_several_lines_gives_one_event_per_line():
     lines = [b["line"] for b in report.blocking_records]
     assert lines == [first + 1, spin_line, first + 3], report.blocking_records
     assert all(100 <= b["duration_ms"] <= 400 for b in report.blocking_records)
+
+
+def test_confirmed_cost_adds_up_runtime_findings_of_one_line():
+    """Events at one line classified partly blocking, partly cpu-bound are one total."""
+    from async_expert_ext.loop.join import _blocking_totals, _total_cost
+    from async_expert_ext.model import Finding
+
+    a = Finding(code="AEX901", kind="blocking-call-in-async", severity="warning", message="m", extra={"blocked_ms": 4010.0, "events": 7, "worst_ms": 600.0})
+    b = Finding(code="AEX902", kind="cpu-bound-in-async", severity="warning", message="m", extra={"blocked_ms": 3000.0, "events": 6, "worst_ms": 700.0})
+    assert _total_cost([a, b]) == "blocked the loop 13 time(s) for 7.01 s in total"
+    assert _blocking_totals([a, b]) == {"events": 13, "blocked_ms": 7010.0, "worst_ms": 700.0}

@@ -70,6 +70,28 @@ def _cost(r: Finding) -> str:
     return "observed at runtime"
 
 
+def _blocking_totals(rs: list[Finding]) -> dict[str, float]:
+    """Blocking events of several runtime findings at one line (e.g. some classified
+    blocking, some cpu-bound) add up: total ``events``, ``blocked_ms`` and ``worst_ms``."""
+    blocking = [r for r in rs if "blocked_ms" in r.extra]
+    if not blocking:
+        return {}
+    return {
+        "events": sum(int(r.extra.get("events", 1)) for r in blocking),
+        "blocked_ms": sum(float(r.extra["blocked_ms"]) for r in blocking),
+        "worst_ms": max(float(r.extra.get("worst_ms", 0.0)) for r in blocking),
+    }
+
+
+def _total_cost(rs: list[Finding]) -> str:
+    totals = _blocking_totals(rs)
+    parts = []
+    if totals:
+        parts.append(f"blocked the loop {totals['events']} time(s) for {totals['blocked_ms'] / 1000:.2f} s in total")
+    parts += [_cost(r) for r in rs if "blocked_ms" not in r.extra]
+    return "; ".join(dict.fromkeys(parts))
+
+
 def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding]:
     """Return the runtime findings joined with the static scan (see the module docstring)."""
     labels = set(session.static_source)
@@ -115,7 +137,7 @@ def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding
         for st in items:
             rs = confirmed.get(id(st))
             if rs:
-                cost = "; ".join(dict.fromkeys(_cost(r) for r in rs))
+                cost = _total_cost(rs)
                 worst = max([st, *rs], key=lambda f: f.severity.rank).severity
                 out.append(
                     st.replace(
@@ -127,6 +149,7 @@ def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding
                             "runtime": cost,
                             "runtime_codes": sorted({r.code for r in rs}),
                             **{k: v for r in rs for k, v in r.extra.items() if k in ("blocked_ms", "events", "worst_ms", "count", "tasks")},
+                            **_blocking_totals(rs),
                         },
                     )
                 )
