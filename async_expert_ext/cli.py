@@ -16,12 +16,13 @@ from .errors import AsyncExpertError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-#: subcommand -> module implementing it
+#: subcommand -> (module implementing it, one-line help). Only the module of the
+#: command being run is imported: `scan` does not pay for the profiler's imports.
 COMMANDS = {
-    "scan": "async_expert_ext.commands.scan",
-    "profile": "async_expert_ext.commands.profile",
-    "memory": "async_expert_ext.commands.memory",
-    "load": "async_expert_ext.commands.load",
+    "scan": ("async_expert_ext.commands.scan", "Scan files, folders, notebooks or modules for async bugs, without running them."),
+    "profile": ("async_expert_ext.commands.profile", "Run a program's main() under the loop instruments and report what happened."),
+    "memory": ("async_expert_ext.commands.memory", "Show the memory file: past analyses, what was fixed, recurring patterns."),
+    "load": ("async_expert_ext.commands.load", "Load a FastAPI or Starlette app in-process and say which route made which other route slow."),
 }
 
 
@@ -31,18 +32,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s module is imported and configured
+    (every command's when ``command`` is None, e.g. for the docs)."""
     parser = _Parser(prog="async-expert", description="Find async bugs in Python code, statically or in a running loop.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue
-            raise
-        p = sub.add_parser(name, help=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None)
+    for name, (modname, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if command is not None and name != command:
+            continue
+        mod = importlib.import_module(modname)
         mod.configure(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)

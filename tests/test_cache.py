@@ -149,3 +149,24 @@ def test_pool_on_a_real_package_matches_serial(cache: Path) -> None:
     pooled = scan_paths([root], Settings(cache=False, jobs=2))
     assert len(serial.files_scanned) > 30
     assert dump(pooled) == dump(serial)
+
+
+def test_pool_forks_only_in_a_single_threaded_process() -> None:
+    """A Jupyter kernel runs threads (heartbeat, IOPub): forking it can deadlock the
+    child, so the worker pool spawns there, and only for big trees."""
+    import threading
+
+    from async_expert_ext.scan.runner import POOL_THRESHOLD_FORK, POOL_THRESHOLD_SPAWN, _pool_context
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        ctx, threshold = _pool_context()
+        assert ctx.get_start_method() == "spawn" and threshold == POOL_THRESHOLD_SPAWN
+    finally:
+        stop.set()
+        t.join()
+    if threading.active_count() == 1:
+        ctx, threshold = _pool_context()
+        assert ctx.get_start_method() == "fork" and threshold == POOL_THRESHOLD_FORK
