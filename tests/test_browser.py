@@ -200,10 +200,7 @@ def test_report_widget_in_jupyterlab(jupyterlab):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     cells = ["%load_ext async_expert_ext", SCAN_CELL]
     if _loop_magic_available():
-        cells.append(LOOP_CELL)
-        # the report view of the LoopReport the magic stored (the magic shows its own
-        # static report until it calls render.display_report itself)
-        cells.append("from async_expert_ext.render import display_report\ndisplay_report(_loop_profile)")
+        cells.append(LOOP_CELL)  # the magic shows its report view itself
     (root / "report.ipynb").write_text(json.dumps(_notebook(cells)))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)

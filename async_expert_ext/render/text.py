@@ -75,8 +75,11 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True, memor
                     lines.append(_indent(item.code, "       | "))
     lines.append("")
     lines.append("Findings" if findings else "No async problems found.")
+    loop = is_loop_report(report)
     for f in findings[:max_findings]:
-        lines.append(f"{f.severity.value.upper():8} {f.location} [{f.code} {f.kind}] {f.message}")
+        # in a loop report, say inline where the evidence came from
+        tag = (", confirmed" if f.extra.get("confirmed") else f", {f.source}") if loop else ""
+        lines.append(f"{f.severity.value.upper():8} {f.location} [{f.code} {f.kind}{tag}] {f.message}")
         for label, detail in finding_badges(f, memory_status(memory, f)):
             lines.append(f"         {label}{': ' + detail if detail else ''}")
         if f.fix:
