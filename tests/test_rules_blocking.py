@@ -197,3 +197,21 @@ def test_select_ignore_and_severity_filters() -> None:
     assert {c for c, _ in hits(scan(src, ignore=["AEX1"]))} == set()
     assert {c for c, _ in hits(scan(src, min_severity="warning"))} == {"AEX101"}
     assert {c for c, _ in hits(scan(src, rule_severity={"AEX105": "critical"}, min_severity="critical"))} == {"AEX101", "AEX105"}
+
+
+def test_rule_severity_override_applies_to_linked_findings() -> None:
+    """AEX120 is made by the linker, outside any rule instance: the override still applies."""
+    src = "import time\ndef helper():\n    time.sleep(1)\nasync def f():\n    helper()\n"
+    default = scan(src)
+    assert [(f.code, f.severity.value) for f in default.findings if f.code == "AEX120"] == [("AEX120", "critical")]
+    by_code = scan(src, rule_severity={"AEX120": "info"})
+    assert [(f.code, f.severity.value) for f in by_code.findings if f.code == "AEX120"] == [("AEX120", "info")]
+    by_kind = scan(src, rule_severity={"blocking-call-in-async": "warning"}, min_severity="warning")
+    assert [(f.code, f.severity.value) for f in by_kind.findings if f.code == "AEX120"] == [("AEX120", "warning")]
+
+
+def test_cache_key_changes_with_the_scanner_code() -> None:
+    from async_expert_ext.scan import runner
+
+    sig = runner._rules_signature(runner.enabled_rules(Settings()), Settings())
+    assert runner._scanner_code_hash() in sig and len(runner._scanner_code_hash()) == 16

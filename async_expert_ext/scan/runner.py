@@ -86,9 +86,47 @@ def cache_dir() -> str:
         return os.path.join(os.path.expanduser("~/.cache/async-expert"), "scan-v1")
 
 
+_CODE_HASH: list[str] = []
+
+
+def _scanner_code_hash() -> str:
+    """A hash of the scanner's own source files (walker, resolution, every rule), so
+    that cached results never outlive a change of the code that produced them."""
+    if not _CODE_HASH:
+        h = hashlib.sha1()
+        here = os.path.dirname(os.path.abspath(__file__))
+        for folder, _dirs, files in sorted(os.walk(here)):
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    try:
+                        with open(os.path.join(folder, name), "rb") as fh:
+                            h.update(name.encode() + b"\0" + fh.read())
+                    except OSError:
+                        continue
+        _CODE_HASH.append(h.hexdigest()[:16])
+    return _CODE_HASH[0]
+
+
 def _rules_signature(rules: Sequence[Rule], settings: Settings) -> str:
     codes = ",".join(f"{r.code}:{r.effective_severity.value}" for r in rules)
-    return f"{__version__}|{codes}|{settings.signature()}"
+    return f"{__version__}|{_scanner_code_hash()}|{codes}|{settings.signature()}"
+
+
+def _link(results: Sequence[FileResult], settings: Settings) -> list[Finding]:
+    """Every finding of one program: the files' own, the linker's (interprocedural),
+    then the refiners' rewrites, with per-rule severity overrides applied to all of
+    them (the linker's and refiners' findings are made outside any rule instance)."""
+    program = Program(results)
+    findings = [f for r in results for f in r.findings]
+    findings.extend(program.run_checks())
+    findings = apply_refiners(findings, program, settings)
+    overrides = settings.rule_severity
+    if overrides:
+        findings = [
+            f.replace(severity=overrides.get(f.code) or overrides[f.kind]) if (f.code in overrides or f.kind in overrides) else f
+            for f in findings
+        ]
+    return _dedupe(findings)
 
 
 def _syntax_error_finding(unit: SourceUnit, exc: SyntaxError) -> Finding:
@@ -231,35 +269,30 @@ def scan_units(
                 progress(len(readable), len(readable))  # type: ignore[operator]
             findings = list(hit["findings"])
             errors.extend(hit["errors"])
-            return _finish(findings, readable, errors, started, target, sources, settings)
+            return _finish(findings, [u.path for u in readable], errors, started, target, sources, settings)
     slots = _analyse_all(readable, keys, rules, settings, sig, jobs, progress)
     results: list[FileResult] = [r for r in slots if r is not None]
-    findings: list[Finding] = []
-    file_errors: list[str] = []
-    for r in results:
-        findings.extend(r.findings)
-        file_errors.extend(r.errors)
-    program = Program(results)
-    findings.extend(program.run_checks())
-    findings = _dedupe(apply_refiners(findings, program, settings))
+    file_errors = [e for r in results for e in r.errors]
+    findings = _link(results, settings)
     errors.extend(file_errors)
     if manifest is not None:
         _cache_store(manifest, {"validation": validation, "findings": findings, "errors": file_errors})
-    return _finish(findings, readable, errors, started, target, sources, settings)
+    return _finish(findings, [u.path for u in readable], errors, started, target, sources, settings)
 
 
 def _finish(
     findings: list[Finding],
-    readable: list[SourceUnit],
+    files: list[str],
     errors: list[str],
     started: float,
     target: str,
     sources: dict[str, str],
     settings: Settings,
 ) -> ScanReport:
+    """The report: findings filtered by select/ignore/min severity; sources kept."""
     report = ScanReport(
         findings=findings,
-        files_scanned=[u.path for u in readable],
+        files_scanned=files,
         errors=errors,
         seconds=time.perf_counter() - started,
         target=target,
@@ -374,19 +407,7 @@ def scan_source(
     started = time.perf_counter()
     rules = enabled_rules(settings)
     result = analyse_unit(unit, rules, settings, seed=seed)
-    program = Program([result])
-    findings = _dedupe(apply_refiners([*result.findings, *program.run_checks()], program, settings))
-    report = ScanReport(
-        findings=findings,
-        files_scanned=[path],
-        errors=list(result.errors),
-        seconds=time.perf_counter() - started,
-        target=path,
-        sources={path: source},
-    )
-    out = report.filter(settings.select, settings.ignore, settings.min_severity)
-    out.sources = report.sources
-    return out
+    return _finish(_link([result], settings), [path], list(result.errors), started, path, {path: source}, settings)
 
 
 def next_cell_seed(seed: dict | None, result: FileResult) -> dict:
@@ -425,20 +446,8 @@ def scan_cells(
         results.append(r)
         sources[label] = text
         seed = next_cell_seed(seed, r)
-    program = Program(results)
-    findings = [f for r in results for f in r.findings]
-    findings.extend(program.run_checks())
-    report = ScanReport(
-        findings=_dedupe(apply_refiners(findings, program, settings)),
-        files_scanned=[label for label, _ in cells],
-        errors=[e for r in results for e in r.errors],
-        seconds=time.perf_counter() - started,
-        target=target,
-        sources=sources,
-    )
-    out = report.filter(settings.select, settings.ignore, settings.min_severity)
-    out.sources = sources
-    return out
+    errors = [e for r in results for e in r.errors]
+    return _finish(_link(results, settings), [label for label, _ in cells], errors, started, target, sources, settings)
 
 
 def scan_paths(
