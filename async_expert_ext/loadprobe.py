@@ -56,14 +56,12 @@ import asyncio
 import contextlib
 import enum
 import functools
-import importlib.util
 import inspect
 import json
 import math
 import os
 import re
 import socket
-import sys
 import time
 import uuid
 from collections import Counter
@@ -72,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from .errors import TargetNotFound, UsageError
+from .errors import UsageError
 from .model import Confidence, Finding, LoopReport, Section, Severity
 
 __all__ = [
@@ -214,20 +212,9 @@ def load_app(spec: str) -> tuple[Any, str]:
     if not path:
         path, name = spec, ""
     name = name or "app"
-    if not os.path.isfile(path):
-        raise TargetNotFound(f"no such file: {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    modname = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    if modname[:1].isdigit():
-        modname = "_" + modname
-    modspec = importlib.util.spec_from_file_location(modname, os.path.abspath(path))
-    if modspec is None or modspec.loader is None:
-        raise UsageError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(modspec)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[modname] = module
-    modspec.loader.exec_module(module)
+    from .importfile import import_file
+
+    module = import_file(path)
     app = getattr(module, name, None)
     if app is None:
         raise UsageError(f"{path} has no attribute {name!r} (use FILE.py:NAME)")

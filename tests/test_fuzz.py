@@ -11,7 +11,6 @@ keep the run well under a minute.
 """
 from __future__ import annotations
 
-import ast
 import os
 import tempfile
 import warnings

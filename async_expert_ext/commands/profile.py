@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import inspect
 import json
 import os
-import re
 import sys
 import traceback
 from typing import Any
 
-from ..errors import TargetNotFound, UsageError
+from ..errors import UsageError
 from ..model import LoopReport
 
 __all__ = ["configure", "run", "load_entry", "profile_file"]
@@ -70,20 +68,9 @@ def load_entry(path: str, entry: str = "main") -> tuple[Any, Any]:
         TargetNotFound: when the file does not exist.
         UsageError: when the entry point is missing or not an ``async def``.
     """
-    if not os.path.isfile(path):
-        raise TargetNotFound(f"no such file: {path}")
-    folder = os.path.dirname(os.path.abspath(path))
-    name = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    if name[:1].isdigit():
-        name = "_" + name
-    spec = importlib.util.spec_from_file_location(name, os.path.abspath(path))
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    from ..importfile import import_file
+
+    module = import_file(path)
     fn = getattr(module, entry, None)
     if fn is None:
         raise UsageError(f"{path} has no function {entry!r} (use --entry NAME)")

@@ -37,13 +37,13 @@ How a coroutine function is recognised (none of the scanned code is imported):
 from __future__ import annotations
 
 import ast
-from typing import Any, ClassVar, Iterable
+from typing import Any, Iterable
 
 from ...model import Confidence, Finding, Section, Severity
 from ..context import FileContext, dotted_name
 from ..link import Deferred, FuncFacts, Program
 from ..registry import Rule, link_check, rule
-from .blocking import call_name, is_awaited
+from .blocking import call_name
 
 __all__ = [
     "NeverAwaited",
