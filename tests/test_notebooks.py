@@ -338,6 +338,11 @@ def test_04_fastapi(run_notebook: Any) -> None:
     # under load: the /report sleep is confirmed at runtime
     assert _has(run.findings("before"), "AEX101", "blocking-call-in-async", "workshop_app.py", sleep)
     assert f"workshop_app.py:{sleep} [AEX101 blocking-call-in-async, confirmed]" in run.output("%%loop_profile -o before")
+    # the load probe: /health is a victim, and the culprit is one of the blocking endpoint lines
+    probe = run.output("%async_load app")
+    victims = [ln for ln in probe.splitlines() if ln.strip().startswith("GET /health slowed by")]
+    assert victims and any(f"workshop_app.py:{n}" in victims[0] for n in (sleep, pbkdf2)), probe
+    assert "slow-endpoint" in probe
     # the fixed app: clean scan, nothing at the endpoints' lines, /health answered faster
     assert run.findings("scan_after") == []
     assert "No async problems found." in run.output("%async_scan fixed_app -o scan_after")
