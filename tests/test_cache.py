@@ -170,3 +170,33 @@ def test_pool_forks_only_in_a_single_threaded_process() -> None:
     if threading.active_count() == 1:
         ctx, threshold = _pool_context()
         assert ctx.get_start_method() == "fork" and threshold == POOL_THRESHOLD_FORK
+
+
+def test_warm_scan_of_an_unchanged_tree_reads_no_source(tree: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stat index: sizes and mtimes unchanged -> one small file is read, the
+    sources only when a renderer asks for one."""
+    cold = scan_paths([str(tree)], Settings(cache=False, jobs=1))
+    scan_paths([str(tree)], Settings(jobs=1))
+    assert list(cache.glob("stat-index/*.pickle"))
+    reads: list[str] = []
+    real_read = runner.read_plan
+
+    def counting_read(plan):  # noqa: ANN001, ANN202
+        for unit in real_read(plan):
+            reads.append(os.path.basename(unit.path))
+            yield unit
+
+    monkeypatch.setattr(runner, "read_plan", counting_read)
+    warm = scan_paths([str(tree)], Settings(jobs=1))
+    assert reads == []
+    assert dump(warm) == dump(cold)
+    helper = next(p for p in warm.files_scanned if p.endswith("h3.py"))
+    assert warm.sources[helper] == HELPER.format(i=3)
+    assert dict(warm.sources) == cold.sources
+    # a touched file (new mtime, same content) falls back to the content-keyed caches
+    os.utime(tree / "h3.py", ns=(1, 1))
+    counter = Counter(monkeypatch)
+    touched = scan_paths([str(tree)], Settings(jobs=1))
+    assert len(reads) == len(cold.files_scanned) + 1  # every file read again (the binary one too)
+    assert counter.calls == []  # ... but nothing re-walked: the contents are the same
+    assert dump(touched) == dump(cold)

@@ -22,7 +22,8 @@ import hashlib
 import os
 import pickle
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Mapping
+from typing import Any, Iterable, Iterator, Sequence
 
 from .. import __version__
 from ..config import Settings
@@ -30,7 +31,7 @@ from ..model import Finding, ScanReport, Severity
 from .context import Dispatch, FileContext, walk_file
 from .link import FileResult, Program
 from .registry import Rule, all_rules, apply_refiners
-from .sources import SourceUnit, find_module_path, units_for_paths
+from .sources import Planned, SourceUnit, find_module_path, plan_paths, read_plan, read_unit
 
 __all__ = ["scan_source", "scan_cells", "scan_paths", "scan_module", "scan_units", "analyse_unit", "enabled_rules", "cache_dir"]
 
@@ -463,8 +464,72 @@ def scan_paths(
         TargetNotFound: when a path does not exist.
     """
     settings = settings or Settings()
-    units = list(units_for_paths(paths, settings.exclude))
-    return scan_units(units, settings, target=" ".join(paths), jobs=jobs, progress=progress)
+    started = time.perf_counter()
+    plan = plan_paths(paths, settings.exclude)
+    target = " ".join(paths)
+    index = _stat_index(plan, settings) if settings.cache else None
+    if index is not None:
+        hit = _cache_load(index[0])
+        if isinstance(hit, dict) and hit.get("stats") == index[1]:
+            if progress is not None:
+                progress(len(plan), len(plan))  # type: ignore[operator]
+            scanned = set(hit["files"])  # binary, huge or unreadable files were skipped
+            sources = LazySources({p.label: p.path for p in plan if p.label in scanned})
+            return _finish(list(hit["findings"]), list(hit["files"]), list(hit["errors"]), started, target, sources, settings)  # type: ignore[arg-type]
+    report = scan_units(list(read_plan(plan)), settings, target=target, jobs=jobs, progress=progress)
+    if index is not None:
+        _cache_store(index[0], {"stats": index[1], "findings": report.findings, "files": report.files_scanned, "errors": report.errors})
+    return report
+
+
+def _stat_index(plan: Sequence[Planned], settings: Settings) -> tuple[str, str] | None:
+    """The stat index of a scan of plain ``.py`` files: ``(cache file, stats)``.
+
+    A warm re-scan of an unchanged tree then reads one small file instead of every
+    source (git's index works the same way): the stats are each file's size and
+    ``st_mtime_ns``, checked together with the content-keyed caches' rules signature.
+    Any change of a file's size or modification time falls back to the content-keyed
+    path. None for notebooks (their cells are read to be labelled) or when a stat fails.
+    """
+    if not plan or any(p.notebook for p in plan):
+        return None
+    # the findings stored are the filtered ones: the filters are part of the key
+    filters = f"{sorted(settings.select)}|{sorted(settings.ignore)}|{Severity.parse(settings.min_severity).value}"
+    parts = [_rules_signature(enabled_rules(settings), settings), filters]
+    try:
+        for p in plan:
+            st = os.stat(p.path)
+            parts.append(f"{p.label}|{p.module}|{p.package}|{st.st_size}|{st.st_mtime_ns}")
+    except OSError:
+        return None
+    ident = hashlib.sha1("\x00".join(p.label for p in plan).encode("utf-8", "surrogatepass")).hexdigest()
+    stats = hashlib.sha1("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+    return os.path.join(cache_dir(), "stat-index", ident + ".pickle"), stats
+
+
+class LazySources(Mapping[str, str]):
+    """``ScanReport.sources`` of a scan answered from the stat index: each file's
+    text is read (PEP 263) the first time a renderer asks for it."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self._files = files
+        self._texts: dict[str, str] = {}
+
+    def __getitem__(self, label: str) -> str:
+        if label not in self._texts:
+            path = self._files[label]
+            unit = read_unit(path, label, "", "")
+            self._texts[label] = unit.text or ""
+        return self._texts[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._files
 
 
 def scan_module(name: str, settings: Settings | None = None, *, jobs: int | None = None, progress: object = None) -> ScanReport:

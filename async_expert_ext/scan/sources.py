@@ -36,6 +36,9 @@ __all__ = [
     "neutralise_magics",
     "module_name_for",
     "find_module_path",
+    "Planned",
+    "plan_paths",
+    "read_plan",
 ]
 
 #: Files larger than this are skipped with a note (bytes).
@@ -266,25 +269,58 @@ def find_module_path(name: str) -> str:
     raise TargetNotFound(f"module {name!r} has no Python source ({spec.origin})")
 
 
-def units_for_paths(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[SourceUnit]:
-    """Source units for files, folders and notebooks.
+@dataclass(frozen=True)
+class Planned:
+    """A file a scan will read: its real path, the label findings carry, its module
+    and package, and whether it is a notebook (whose code cells become units)."""
+
+    path: str
+    label: str
+    module: str
+    package: str
+    notebook: bool = False
+
+
+def plan_paths(paths: Iterable[str], exclude: Sequence[str] = ()) -> list[Planned]:
+    """The files that scanning ``paths`` reads, without reading them (folders are
+    walked, ``exclude`` applied).
 
     Raises:
         TargetNotFound: when a path does not exist.
     """
     _package_parts.cache_clear()  # __init__.py files may have come or gone since the last scan
+    out: list[Planned] = []
     for raw in paths:
         if not os.path.exists(raw):
             raise TargetNotFound(f"no such file or folder: {raw}")
         if os.path.isdir(raw):
             for f in iter_python_files(raw, exclude):
                 module, package = module_name_for(f)
-                yield read_unit(f, _display(f), module, package)
+                out.append(Planned(f, _display(f), module, package))
         elif raw.endswith(".ipynb"):
-            yield from notebook_units(raw)
+            out.append(Planned(raw, _display(raw), "__main__", "", notebook=True))
         else:
             module, package = module_name_for(raw)
-            yield read_unit(raw, _display(raw), module, package)
+            out.append(Planned(raw, _display(raw), module, package))
+    return out
+
+
+def read_plan(plan: Iterable[Planned]) -> Iterator[SourceUnit]:
+    """The source units of planned files (a notebook gives one unit per code cell)."""
+    for p in plan:
+        if p.notebook:
+            yield from notebook_units(p.path)
+        else:
+            yield read_unit(p.path, p.label, p.module, p.package)
+
+
+def units_for_paths(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterator[SourceUnit]:
+    """Source units for files, folders and notebooks (:func:`plan_paths` then :func:`read_plan`).
+
+    Raises:
+        TargetNotFound: when a path does not exist.
+    """
+    return read_plan(plan_paths(paths, exclude))
 
 
 def notebook_units(path: str) -> Iterator[SourceUnit]:
