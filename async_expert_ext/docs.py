@@ -61,6 +61,7 @@ def render_rules_md() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write docs/rules.md, or with ``--check`` return 1 when it is stale (0 otherwise)."""
     parser = argparse.ArgumentParser(prog="python -m async_expert_ext.docs", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 when docs/rules.md is stale")
     parser.add_argument("--path", default=str(DEFAULT_PATH))

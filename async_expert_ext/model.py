@@ -219,6 +219,7 @@ class Finding:
         return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
     def sort_key(self) -> tuple:
+        """Report order: critical first, then path, line, column and code."""
         return (_SEVERITY_ORDER[self.severity.value], self.path, self.line, self.col, self.code)
 
     def replace(self, **changes: Any) -> Finding:
@@ -352,6 +353,7 @@ class ScanReport:
         return out
 
     def by_kind(self) -> dict[str, list[Finding]]:
+        """The findings grouped by :attr:`Finding.kind`, in report order."""
         out: dict[str, list[Finding]] = {}
         for f in self.findings:
             out.setdefault(f.kind, []).append(f)
@@ -637,6 +639,7 @@ class LoopReport:
         return out
 
     def by_kind(self) -> dict[str, list[Finding]]:
+        """The findings grouped by :attr:`Finding.kind`, in report order."""
         out: dict[str, list[Finding]] = {}
         for f in self.finding_list:
             out.setdefault(f.kind, []).append(f)

@@ -281,6 +281,7 @@ class ProfileSession:
         return None
 
     def where(self, filename: str, line: int) -> str:
+        """``"label:line"``: a cell label (``In[3]:5``) or the file path."""
         return f"{self.label(filename)}:{line}"
 
     def describe_frame(self, filename: str, line: int, qualname: str) -> str:
@@ -288,6 +289,7 @@ class ProfileSession:
         return f"{qualname} ({self.label(filename)}:{line})"
 
     def snippet(self, filename: str, line: int) -> str:
+        """The stripped source line (cells included, through linecache), or ""."""
         return linecache.getline(filename, line).strip() if line > 0 else ""
 
     def call(self, inst: Instrument, hook: str, *args: Any) -> Any:
@@ -623,6 +625,7 @@ class Profile:
 
     @property
     def report(self) -> LoopReport:
+        """The session's LoopReport (filled once the profiled code has finished)."""
         return self.session.report
 
     async def __aenter__(self) -> LoopReport:

@@ -159,6 +159,7 @@ class FileContext:
 
     @property
     def in_sync_function(self) -> bool:
+        """True inside a plain ``def`` or lambda (not at module level)."""
         fn = self.function
         return fn is not None and not fn.is_async
 
@@ -183,6 +184,7 @@ class FileContext:
                 return
 
     def line_text(self, lineno: int) -> str:
+        """The source line ``lineno`` (1-based), or "" when out of range."""
         if 1 <= lineno <= len(self.lines):
             return self.lines[lineno - 1]
         return ""
@@ -207,6 +209,7 @@ class FileContext:
         return None
 
     def lookup_type(self, name: str) -> Any:
+        """The object type bound to a bare ``name`` in the scopes, inside out, or None."""
         for s in reversed(self.scopes):
             if s.kind == "class" and s is not self.scope:
                 continue
@@ -349,6 +352,7 @@ class FileContext:
         return False
 
     def add(self, finding: Finding) -> None:
+        """Record a finding of this file unless a comment on its line suppresses it."""
         if not self.suppressed(finding):
             self.findings.append(finding)
 
@@ -393,6 +397,7 @@ class FileContext:
 
     @property
     def funcs_top(self) -> dict[str, Any]:
+        """The module's top-level functions, by name (from the shallow index)."""
         return self._top_funcs
 
     def mentions(self, node: ast.AST, word: str) -> bool:
@@ -414,6 +419,8 @@ class FileContext:
         return i < len(lines) and lines[i] <= end
 
     def enter_function(self, node: ast.AST) -> Scope:
+        """Push the scope of a ``def``/``async def``/lambda (parameters typed from
+        their annotations) and start its linker facts; the walker pops it."""
         outer = self.scope
         if isinstance(node, ast.Lambda):
             name = "<lambda>"
@@ -463,6 +470,7 @@ class FileContext:
         return scope
 
     def enter_class(self, node: ast.ClassDef) -> Scope:
+        """Push the scope of a class body; the walker pops it."""
         outer = self.scope
         if outer.kind == "module":
             qualname, symbol = f"{self.module}.{node.name}", node.name

@@ -186,6 +186,10 @@ def rule(cls: type[Rule]) -> type[Rule]:
         raise ValueError(f"duplicate rule code {cls.code}: {cls.__name__} and {_RULES[cls.code].__name__}")
     if cls.kind not in KINDS:
         raise ValueError(f"rule {cls.code} has unknown kind {cls.kind!r}")
+    if not cls.__doc__ or cls.__doc__ is Rule.__doc__:
+        # the rule's documentation is its metadata (also rendered in docs/rules.md)
+        refs = " ".join(cls.references)
+        cls.__doc__ = f"{cls.code} ({cls.kind}, {cls.severity.value}): {cls.explanation}\n\nFix: {cls.fix}\n\nReferences: {refs}"
     _RULES[cls.code] = cls
     return cls
 

@@ -543,6 +543,3 @@ def scan_module(name: str, settings: Settings | None = None, *, jobs: int | None
     report.target = name
     return report
 
-
-def severity_floor(name: str | None) -> Severity:
-    return Severity.parse(name) if name else Severity.INFO

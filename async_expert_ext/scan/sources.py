@@ -324,6 +324,9 @@ def units_for_paths(paths: Iterable[str], exclude: Sequence[str] = ()) -> Iterat
 
 
 def notebook_units(path: str) -> Iterator[SourceUnit]:
+    """One unit per code cell of a notebook, labelled ``nb.ipynb[cell N]``; magics are
+    neutralised (line numbers kept) and non-Python cell magics skipped. An unreadable
+    notebook gives one unit with a note."""
     label = _display(path)
     try:
         cells = notebook_cells(path)
