@@ -251,7 +251,7 @@ class ContentionMonitor(Instrument):
         while f is not None and f.f_code.co_filename.startswith(_ASYNCIO_DIR):
             f = f.f_back
         if f is not None and is_library_file(f.f_code.co_filename):
-            return f.f_code.co_filename, f.f_lineno, f.f_code.co_qualname, ()
+            return f.f_code.co_filename, f.f_lineno, getattr(f.f_code, "co_qualname", f.f_code.co_name), ()
         user = self.session.user_frame(frame)
         if user is None:
             return "", 0, "", ()
@@ -262,7 +262,7 @@ class ContentionMonitor(Instrument):
             if code in _TASK_BOTTOM:
                 break  # the bottom of this task's stack: what is below runs the loop
             if not is_library_file(code.co_filename):
-                chain.append((code.co_filename, f.f_lineno, code.co_qualname))
+                chain.append((code.co_filename, f.f_lineno, getattr(code, "co_qualname", code.co_name)))
             f = f.f_back
         return chain[0][0], chain[0][1], chain[0][2], tuple(chain)
 
@@ -410,7 +410,7 @@ class ContentionMonitor(Instrument):
             st.contended_hold_total += hold
             st.contended_hold_max = max(st.contended_hold_max, hold)
             if code is not None:
-                st.hold_sites[(code.co_filename, line, code.co_qualname)] += hold
+                st.hold_sites[(code.co_filename, line, getattr(code, "co_qualname", code.co_name))] += hold
 
     def _wait_start(self, st: _State, obj: Any, frame: Any) -> dict[str, Any]:
         s = self.session
@@ -483,7 +483,7 @@ class ContentionMonitor(Instrument):
         # the lock is taken again by the function that holds it, reached through a
         # call chain: locate the call that re-entered it
         def same(entry: tuple[str, int, str]) -> bool:
-            return holder_code is not None and entry[0] == holder_code.co_filename and entry[2] == holder_code.co_qualname
+            return holder_code is not None and entry[0] == holder_code.co_filename and entry[2] == getattr(holder_code, "co_qualname", holder_code.co_name)
 
         if chain and same(chain[0]) and any(same(e) for e in chain[1:]):
             fn, line, func = chain[1]

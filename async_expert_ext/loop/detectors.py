@@ -601,7 +601,7 @@ class TaskTracker(Instrument):
         except AttributeError:
             return
         for line in _swallowing_handlers(code):
-            self.swallowed.append({"file": code.co_filename, "line": line, "func": code.co_qualname, "task": record["name"], "state": record["state"]})
+            self.swallowed.append({"file": code.co_filename, "line": line, "func": getattr(code, "co_qualname", code.co_name), "task": record["name"], "state": record["state"]})
 
     def install(self, session: ProfileSession) -> None:
         self.session = session
@@ -983,7 +983,7 @@ class CoroutineWarnings(Instrument):
             # the profiler's own closing gc.collect(): the caller's frame is not the culprit.)
             frame = self.session.user_frame(sys._getframe(1))
             if frame is not None:
-                fn, line, func, how = frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_qualname, "dropped at"
+                fn, line, func, how = frame.f_code.co_filename, frame.f_lineno, getattr(frame.f_code, "co_qualname", frame.f_code.co_name), "dropped at"
             self._enable_tracking()
         self.seen.append(
             {"coro": m.group(1), "file": fn, "line": line, "func": func, "origin": entries, "t_s": self.session.now_s(), "how": how}
@@ -1198,7 +1198,7 @@ class LoopReentry(Instrument):
         frame = s.user_frame(sys._getframe(2))
         if frame is None:
             return
-        self.calls.append({"what": what, "file": frame.f_code.co_filename, "line": frame.f_lineno, "func": frame.f_code.co_qualname})
+        self.calls.append({"what": what, "file": frame.f_code.co_filename, "line": frame.f_lineno, "func": getattr(frame.f_code, "co_qualname", frame.f_code.co_name)})
 
     def uninstall(self, session: ProfileSession) -> None:
         if getattr(asyncio.run, "_aex_session", None) is session:

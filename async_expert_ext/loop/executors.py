@@ -344,7 +344,7 @@ class ExecutorMonitor(Instrument):
             frame = frames.get(tid)
             user = self.session.user_frame(frame)
             if user is not None:
-                pool.hog_lines[(user.f_code.co_filename, user.f_lineno, user.f_code.co_qualname)] += 1
+                pool.hog_lines[(user.f_code.co_filename, user.f_lineno, getattr(user.f_code, "co_qualname", user.f_code.co_name))] += 1
         del frames
 
     # -- report --------------------------------------------------------------------------

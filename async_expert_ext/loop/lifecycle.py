@@ -126,7 +126,7 @@ class GatherMonitor(Instrument):
         user = self.session.user_frame(sys._getframe(2))
         if user is None or len(self.failures) >= _MAX:
             return
-        site = (user.f_code.co_filename, user.f_lineno, user.f_code.co_qualname)
+        site = (user.f_code.co_filename, user.f_lineno, getattr(user.f_code, "co_qualname", user.f_code.co_name))
         refs = [weakref.ref(c) for c in children]
         this = self
 
@@ -305,7 +305,7 @@ class AsyncGenMonitor(Instrument):
             "qualname": getattr(agen, "__qualname__", type(agen).__name__),
             "file": caller.f_code.co_filename if caller is not None else "",
             "line": caller.f_lineno if caller is not None else 0,
-            "func": caller.f_code.co_qualname if caller is not None else "",
+            "func": getattr(caller.f_code, "co_qualname", caller.f_code.co_name) if caller is not None else "",
             "task": weakref.ref(task) if task is not None else None,
             "host": task is not None and task is s.host_task,
             "t_s": s.now_s(),
@@ -427,7 +427,7 @@ class CrossLoopMonitor(Instrument):
         while tb is not None:
             code = tb.tb_frame.f_code
             if not is_library_file(code.co_filename):
-                fn, line, func = code.co_filename, tb.tb_lineno, code.co_qualname
+                fn, line, func = code.co_filename, tb.tb_lineno, getattr(code, "co_qualname", code.co_name)
                 chain.append((fn, line, func))
             tb = tb.tb_next
         self.seen.append({"file": fn, "line": line, "func": func, "message": text, "where": where, "chain": chain,

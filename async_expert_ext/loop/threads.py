@@ -161,14 +161,14 @@ class ThreadsafeMonitor(Instrument):
         user = s.user_frame(frame)
         fn, line, func = "", 0, ""
         if user is not None:
-            fn, line, func = user.f_code.co_filename, user.f_lineno, user.f_code.co_qualname
+            fn, line, func = user.f_code.co_filename, user.f_lineno, getattr(user.f_code, "co_qualname", user.f_code.co_name)
         else:  # library code misusing the loop: keep the innermost frame for the table
-            fn, line, func = caller.f_code.co_filename, caller.f_lineno, caller.f_code.co_qualname
+            fn, line, func = caller.f_code.co_filename, caller.f_lineno, getattr(caller.f_code, "co_qualname", caller.f_code.co_name)
         chain: list[tuple[str, int, str]] = []
         f: Any = frame
         while f is not None and len(chain) < 16:
             c = f.f_code
-            chain.append((c.co_filename, f.f_lineno, c.co_qualname))
+            chain.append((c.co_filename, f.f_lineno, getattr(c, "co_qualname", c.co_name)))
             f = f.f_back
         thread = threading.current_thread().name
         self.calls.append(
