@@ -456,7 +456,10 @@ class BlockingDetector(Instrument):
                     "events": len(rows),
                     "worst_ms": round(worst, 3),
                     "cpu_ms": round(sum(r["cpu_ms"] for r in rows), 3),
-                    "lines_on_stack": sorted({(p, ln) for r in rows for p, ln, _c in r["_on_stack"]}),
+                    # user lines on the stack in most samples of an event (a call site on the
+                    # way to the culprit); a line seen in a few samples belongs to another request
+                    # that ran in the same task step, not to this event
+                    "lines_on_stack": sorted({(p, ln) for r in rows for p, ln, c in r["_on_stack"] if c * 2 >= max(1, r["samples"])}),
                 },
             )
 

@@ -129,9 +129,8 @@ def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding
                     extra={**r.extra, "static": "not flagged by the static scan"},
                 )
             )
-        elif not any(static[label][i].line == r.line and label == r.path for label, i in matches):
-            first = static[matches[0][0]][matches[0][1]]
-            kept.append(r.replace(extra={**r.extra, "static": f"confirms {first.code} at {first.location}"}))
+        # else: the static finding it confirms carries its cost (and its call chain reaches
+        # the runtime line): reporting the event a second time would count it twice
     out = list(kept)
     for label, items in static.items():
         for st in items:
