@@ -420,3 +420,12 @@ def test_memory_hook(project: Path, capsys: pytest.CaptureFixture[str], monkeypa
     code, out, err = run_cli(capsys, "scan", "bad.py", "--format", "json")
     assert code == 1 and json.loads(out)["findings"]
     assert "memory file not updated: disk full" in err
+
+
+@pytest.mark.parametrize("flag,value", [("--select", "nonsense"), ("--ignore", "AEX1O1"), ("--select", "AEX1,blocking-call-in-asnyc")])
+def test_unknown_select_or_ignore_value_is_a_usage_error(tmp_path: Path, flag: str, value: str) -> None:
+    """A typo in --select must not turn a scan into a clean pass (exit 0)."""
+    (tmp_path / "m.py").write_text("import time\nasync def f():\n    time.sleep(1)\n")
+    proc = run_proc("scan", "--no-memory", flag, value, str(tmp_path / "m.py"))
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stderr.strip().count("\n") == 0 and "matches no rule code" in proc.stderr

@@ -115,6 +115,10 @@ def settings_from_args(args: argparse.Namespace, start: str | None = None) -> Se
     Raises:
         ConfigError: for an invalid pyproject table.
     """
+    from ..scan.registry import check_selectors
+
+    check_selectors("--select", args.select)
+    check_selectors("--ignore", args.ignore)
     base = load_pyproject(start)
     overrides: dict[str, Any] = {
         "select": args.select,

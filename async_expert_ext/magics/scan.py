@@ -43,7 +43,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from .. import errors
 from ..config import Settings
-from ..model import KINDS, ScanReport
+from ..model import ScanReport
 
 __all__ = [
     "MAGICS",
@@ -548,17 +548,9 @@ def _split_keys(values: list[str] | None) -> list[str] | None:
 
 def _check_keys(flag: str, keys: list[str] | None) -> None:
     """Reject ``--select``/``--ignore`` values that match no rule code, prefix or kind."""
-    if not keys:
-        return
-    from ..scan.registry import all_rules
+    from ..scan.registry import check_selectors
 
-    rules = all_rules().values()
-    for key in keys:
-        if key in KINDS:
-            continue
-        if any(r.code.startswith(key.upper()) or getattr(r, "name", None) == key for r in rules):
-            continue
-        raise errors.UsageError(f"{flag} {key!r} matches no rule code, code prefix or kind")
+    check_selectors(flag, keys)
 
 
 def _display_report(report: ScanReport, recall: Any = None) -> None:

@@ -235,6 +235,25 @@ def all_rules() -> dict[str, type[Rule]]:
     return dict(sorted(_RULES.items()))
 
 
+def check_selectors(flag: str, keys: Iterable[str] | None) -> None:
+    """Reject ``--select``/``--ignore`` values that match no rule code, code prefix,
+    rule name or kind: a typo must not turn a scan into a silent pass.
+
+    Raises:
+        async_expert_ext.errors.UsageError: naming the first unknown value.
+    """
+    from ..errors import UsageError
+    from ..model import KINDS
+
+    rules = all_rules().values()
+    for key in keys or ():
+        if key in KINDS or key.upper().startswith("AEX9"):  # AEX9xx: runtime findings
+            continue
+        if any(r.code.startswith(key.upper()) or (r.name or r.__name__) == key for r in rules):
+            continue
+        raise UsageError(f"{flag} {key!r} matches no rule code, code prefix or kind (see docs/rules.md)")
+
+
 def get_rule(code: str) -> type[Rule]:
     """The rule class registered under ``code``.
 
