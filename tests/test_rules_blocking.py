@@ -215,3 +215,27 @@ def test_cache_key_changes_with_the_scanner_code() -> None:
 
     sig = runner._rules_signature(runner.enabled_rules(Settings()), Settings())
     assert runner._scanner_code_hash() in sig and len(runner._scanner_code_hash()) == 16
+
+
+def test_non_blocking_socket_calls_are_not_blocking() -> None:
+    """anyio's pattern: setblocking(False), then connect/accept inside `except BlockingIOError`."""
+    src = (
+        "import socket\n"
+        "async def connect_unix(path):\n"
+        "    raw = socket.socket(socket.AF_UNIX)\n"
+        "    raw.setblocking(False)\n"
+        "    try:\n"
+        "        raw.connect(path)\n"
+        "    except BlockingIOError:\n"
+        "        pass\n"
+        "async def still_blocking(host):\n"
+        "    s = socket.socket()\n"
+        "    s.connect((host, 80))\n"
+        "async def accept_loop(listener: socket.socket):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            client, _ = listener.accept()\n"
+        "        except BlockingIOError:\n"
+        "            await wait_readable(listener)\n"
+    )
+    assert hits(scan(src), "AEX107") == [("AEX107", 11)]

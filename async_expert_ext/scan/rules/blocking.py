@@ -21,7 +21,7 @@ import ast
 from typing import Any, ClassVar, Iterable
 
 from ...model import Confidence, Finding, Section, Severity
-from ..context import FileContext
+from ..context import FileContext, dotted_name
 from ..link import Deferred, Program
 from ..registry import Rule, link_check, rule
 
@@ -341,6 +341,18 @@ class InputCall(BlockingRule):
     )
 
 
+def _expects_blocking_io_error(ctx: FileContext) -> bool:
+    """True inside the body of a ``try`` that catches ``BlockingIOError``: the code
+    drives a non-blocking socket by hand (it retries when the call would block)."""
+    for anc in ctx.ancestors():
+        if isinstance(anc, ast.Try):
+            for h in anc.handlers:
+                names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type] if h.type is not None else []
+                if any(dotted_name(n) in ("BlockingIOError", "builtins.BlockingIOError") for n in names):
+                    return True
+    return False
+
+
 @rule
 class SyncSocket(BlockingRule):
     code = "AEX107"
@@ -353,6 +365,27 @@ class SyncSocket(BlockingRule):
         ),
     }
     message = "`{name}()` is a blocking socket call inside a coroutine"
+
+    def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
+        # `sock.setblocking(False)` / `sock.settimeout(0)`: later calls on that socket in
+        # this function return at once (BlockingIOError) instead of blocking
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ("setblocking", "settimeout") and node.args:
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and arg.value in (False, 0, 0.0) and arg.value is not None:
+                receiver = dotted_name(func.value)
+                if receiver:
+                    self.__dict__.setdefault("_nonblocking", set()).add((id(ctx.function), receiver))
+        super().visit_Call(node, ctx)
+
+    def matches(self, name: str, node: ast.Call, ctx: FileContext) -> bool:
+        if not super().matches(name, node, ctx):
+            return False
+        func = node.func
+        receiver = dotted_name(func.value) if isinstance(func, ast.Attribute) else None
+        if receiver and (id(ctx.function), receiver) in self.__dict__.get("_nonblocking", ()):
+            return False
+        return not _expects_blocking_io_error(ctx)
     explanation = (
         "A blocking socket waits on the loop's thread for the peer; one slow peer stalls every task."
     )
