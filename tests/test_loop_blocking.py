@@ -185,3 +185,18 @@ def test_confirmed_cost_adds_up_runtime_findings_of_one_line():
     b = Finding(code="AEX902", kind="cpu-bound-in-async", severity="warning", message="m", extra={"blocked_ms": 3000.0, "events": 6, "worst_ms": 700.0})
     assert _total_cost([a, b]) == "blocked the loop 13 time(s) for 7.01 s in total"
     assert _blocking_totals([a, b]) == {"events": 13, "blocked_ms": 7010.0, "worst_ms": 700.0}
+
+
+def test_lag_series_includes_a_block_that_lasts_to_the_end():
+    """A block at the very end (a sync cell) leaves the heartbeat no chance to run:
+    the last, late heartbeat is still a lag sample."""
+
+    async def main():
+        time.sleep(0.2)
+
+    async def go():
+        return await profile(main(), static=False, profile=False, threshold_ms=50)
+
+    report = asyncio.run(go())
+    assert report.summary()["blocking_events"] == 1
+    assert report.summary()["max_lag_ms"] >= 150

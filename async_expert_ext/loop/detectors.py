@@ -396,6 +396,13 @@ class BlockingDetector(Instrument):
 
     def before_uninstall(self, session: ProfileSession) -> None:
         self._end_stretch(time.perf_counter())
+        # a heartbeat that is due but could not run yet (the profiled code blocked to its
+        # very end, e.g. a sync cell) is lag too: one last sample, so the series shows it
+        loop = getattr(self, "loop", None)
+        if loop is not None and hasattr(self, "expected") and len(self.lag) < _MAX_LAG_ROWS:
+            late = loop.time() - self.expected
+            if late > 0:
+                self.lag.append({"t_s": session.now_s(), "lag_ms": late * 1000.0})
 
     def uninstall(self, session: ProfileSession) -> None:
         stop = getattr(self, "stop_event", None)
