@@ -397,3 +397,18 @@ def test_static_outputs_list_lock_waits_and_logs() -> None:
     page = html.render(report, plots=False)
     assert "<h4>Lock and queue waits (1)</h4>" in page and "<td>412</td>" in page
     assert "<h4>Logs (1)</h4>" in page
+
+
+def test_text_stacks_show_the_users_frames_and_fold_library_ones() -> None:
+    import sysconfig
+
+    from async_expert_ext.render.text import user_frames
+
+    stdlib = sysconfig.get_paths()["stdlib"]
+    stack = [
+        "_run_module_as_main (<frozen runpy>:198)",
+        f"Handle._run ({stdlib}/asyncio/events.py:80)",
+        "blocker (In[3]:5)",
+        "helper (/srv/app/helpers.py:3)",
+    ]
+    assert user_frames(stack) == ["... 2 library frame(s)", "blocker (In[3]:5)", "helper (/srv/app/helpers.py:3)"]

@@ -69,6 +69,7 @@ _LIB_PREFIXES: tuple[str, ...] = tuple(
                 sysconfig.get_paths().get("platstdlib"),
                 sysconfig.get_paths().get("purelib"),
                 sysconfig.get_paths().get("platlib"),
+                sysconfig.get_paths().get("scripts"),  # console scripts (async-expert, ipython, jupyter)
                 _PKG_DIR,
             )
             if p

@@ -84,7 +84,8 @@ def render(report: Any, *, max_findings: int = 200, sections: bool = True, memor
             lines.append(f"         {label}{': ' + detail if detail else ''}")
         if f.fix:
             lines.append(f"         fix: {f.fix}")
-        for step in f.call_chain:
+        # a runtime finding's chain is a sampled stack: only the user's frames
+        for step in user_frames(f.call_chain) if f.source == "runtime" else f.call_chain:
             lines.append(f"         via {step}")
     if len(findings) > max_findings:
         lines.append(f"... and {len(findings) - max_findings} more (use .to_frame() / .findings to see all)")
@@ -107,8 +108,7 @@ def _loop_tail(report: LoopReport, cap: int) -> list[str]:
                 f"  at {float(b.get('start_s') or 0):8.3f} s  {float(b.get('duration_ms') or 0):7.0f} ms  "
                 f"{b.get('location', '?')}  {b.get('snippet', '')}"
             )
-            for frame in b.get("stack") or ():
-                out.append(f"      {frame}")
+            out.extend(f"      {frame}" for frame in user_frames(b.get("stack") or ()))
     waits = sorted(report.lock_records, key=lambda r: -float(r.get("wait_ms") or 0.0))
     if waits:
         out.append("")
@@ -135,6 +135,30 @@ def _loop_tail(report: LoopReport, cap: int) -> list[str]:
                     out.append(f"      awaiting {step}")
         if len(bad) > min(cap, 50):
             out.append(f"  ... and {len(bad) - min(cap, 50)} more (see .tasks)")
+    return out
+
+
+def user_frames(stack: Any) -> list[str]:
+    """The frames of a sampled stack (``"qualname (path:line)"`` strings, outermost
+    first) that are the user's code; runs of library frames (the standard library,
+    site-packages, this package) fold into one ``... N library frames`` line. The
+    full stack stays in ``LoopReport.blocking``."""
+    from ..loop.session import is_library_file
+
+    out: list[str] = []
+    hidden = 0
+    for frame in stack:
+        text = str(frame)
+        path = text.rpartition("(")[2].rpartition(":")[0] if text.endswith(")") else ""
+        if path and is_library_file(path):
+            hidden += 1
+            continue
+        if hidden:
+            out.append(f"... {hidden} library frame(s)")
+            hidden = 0
+        out.append(text)
+    if hidden:
+        out.append(f"... {hidden} library frame(s)")
     return out
 
 
