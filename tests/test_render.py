@@ -412,3 +412,16 @@ def test_text_stacks_show_the_users_frames_and_fold_library_ones() -> None:
         "helper (/srv/app/helpers.py:3)",
     ]
     assert user_frames(stack) == ["... 2 library frame(s)", "blocker (In[3]:5)", "helper (/srv/app/helpers.py:3)"]
+
+
+def test_fastapi_part_lists_endpoint_findings_of_the_core_rules() -> None:
+    """A blocking call in an `async def` endpoint is a core finding with route context:
+    the FastAPI recommendations part names the route instead of saying there is nothing."""
+    from async_expert_ext.render.sections import build_sections
+    from async_expert_ext.scan.runner import scan_source
+
+    src = "import time\nfrom fastapi import FastAPI\napp = FastAPI()\n@app.get('/report')\nasync def report():\n    time.sleep(1)\n"
+    report = scan_source(src, path="app.py", notebook=False, module="app")
+    parts = dict(build_sections(report))
+    fastapi = [i.text for i in parts["FastAPI performance recommendations"]]
+    assert fastapi and fastapi[0].startswith("`GET /report` (endpoint): ")

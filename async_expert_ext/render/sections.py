@@ -489,18 +489,23 @@ def build_sections(report: Any, *, max_items: int = 25, memory: Any = None) -> l
         analysis = [Item("No async problems found.")]
 
     # 3. FastAPI performance recommendations
-    fastapi = [f for f in findings if f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS]
+    # FastAPI-family findings, and core findings the FastAPI refiner placed in an
+    # endpoint, dependency, middleware or background task (extra["fastapi"])
+    fastapi = [f for f in findings if f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS or f.extra.get("fastapi")]
     fa_items: list[Item] = []
     seen: set[tuple[str, str]] = set()
     for f in fastapi:
-        key = (f.kind, f.fix or f.message)
+        ctx = f.extra.get("fastapi") or {}
+        route = " ".join(x for x in (",".join(ctx.get("methods") or ()), str(ctx.get("route") or "")) if x)
+        where = f"`{route}` ({ctx.get('role', 'endpoint')}): " if route and f.section is not Section.FASTAPI else ""
+        key = (f.kind, where + (f.fix or f.message))
         if key in seen:
             continue
         seen.add(key)
-        same = [g for g in fastapi if (g.kind, g.fix or g.message) == key]
+        same = [g for g in fastapi if (g.kind, g.fix or g.message) == (f.kind, f.fix or f.message)]
         fa_items.append(
             Item(
-                f"{f.fix or f.message}",
+                f"{where}{f.fix or f.message}",
                 severity=f.severity.value,
                 details=(f"{f.kind} at {_where(same)}",) + tuple(f.references[:2]),
                 kind=f.kind,
