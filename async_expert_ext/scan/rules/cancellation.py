@@ -356,8 +356,8 @@ class BroadExceptSwallowsCancel(_CancelBase):
     )
     fix = "Catch `Exception` instead (it does not include CancelledError), or re-raise CancelledError first: `except asyncio.CancelledError: raise`."
     fix_example = (
-        "# before\ntry:\n    item = await inbox.get()\nexcept:\n    pass\n\n"
-        "# after\ntry:\n    item = await inbox.get()\nexcept Exception:\n    log.exception('reader failed')"
+        "# before\nwhile True:\n    try:\n        item = await inbox.get()\n    except:\n        pass\n\n"
+        "# after\nwhile True:\n    try:\n        item = await inbox.get()\n    except Exception:\n        log.exception('reader failed')"
     )
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler, ctx: FileContext) -> None:
