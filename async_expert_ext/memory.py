@@ -612,7 +612,8 @@ def format_entry(
     lines.append(f"**Recall:** {', '.join(recall_bits)}.")
     errors = [redact(e) for e in getattr(report, "errors", []) or [] if isinstance(e, str)]
     if getattr(report, "files_scanned", None) is not None:
-        lines.append(f"**Scanned:** {len(report.files_scanned)} file(s).")
+        scanned = report.scanned_text() if hasattr(report, "scanned_text") else f"{len(report.files_scanned)} file(s)"
+        lines.append(f"**Scanned:** {scanned}.")
     lines.append("")
     parts = ["critical", "patterns", "fastapi", "verification", "runtime"]
     recommendations = [redact(str(r)) for r in getattr(report, "recommendations", None) or []]  # a load run's

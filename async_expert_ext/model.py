@@ -352,6 +352,14 @@ class ScanReport:
             out[f.severity.value] += 1
         return out
 
+    def scanned_text(self) -> str:
+        """What was scanned, in words: ``"12 file(s)"``, ``"6 cell(s)"`` or
+        ``"3 file(s) and 5 cell(s)"`` (notebook cells are labelled ``In[n]`` or ``nb.ipynb[cell n]``)."""
+        cells = sum(1 for p in self.files_scanned if p.startswith(("In[", "<")) or "[cell " in p)
+        files = len(self.files_scanned) - cells
+        parts = [f"{files} file(s)" if files or not cells else "", f"{cells} cell(s)" if cells else ""]
+        return " and ".join(p for p in parts if p)
+
     def by_kind(self) -> dict[str, list[Finding]]:
         """The findings grouped by :attr:`Finding.kind`, in report order."""
         out: dict[str, list[Finding]] = {}

@@ -425,3 +425,12 @@ def test_fastapi_part_lists_endpoint_findings_of_the_core_rules() -> None:
     parts = dict(build_sections(report))
     fastapi = [i.text for i in parts["FastAPI performance recommendations"]]
     assert fastapi and fastapi[0].startswith("`GET /report` (endpoint): ")
+
+
+def test_scanned_text_counts_files_and_cells() -> None:
+    from async_expert_ext.model import ScanReport
+
+    assert ScanReport(files_scanned=["a.py", "b.py"]).scanned_text() == "2 file(s)"
+    assert ScanReport(files_scanned=["In[1]", "In[2]"]).scanned_text() == "2 cell(s)"
+    assert ScanReport(files_scanned=["a.py", "nb.ipynb[cell 3]"]).scanned_text() == "1 file(s) and 1 cell(s)"
+    assert ScanReport().scanned_text() == "0 file(s)"

@@ -289,7 +289,7 @@ def render(
                  f"{s['tasks']} task(s), {s['blocking_events']} blocking event(s), max lag {s['max_lag_ms']:.0f} ms")
     else:
         title = (f"async-expert scan of <code>{escape(report.target or 'source')}</code>: "
-                 f"{len(report.files_scanned)} file(s) in {report.seconds * 1000:.0f} ms")
+                 f"{report.scanned_text()} in {report.seconds * 1000:.0f} ms")
     sources = getattr(report, "sources", {}) or {}
     parts = [STYLE, "<div class='aex-report'>", f"<h3>{title}</h3>", summary_html(report, findings, memory),
              "<h4>Findings</h4>", _findings_html(findings, sources, max_findings, max_details, memory)]

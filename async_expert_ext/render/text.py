@@ -35,7 +35,7 @@ def _headline(report: Any) -> str:
             f"{s['max_lag_ms']:.0f} ms; {counts}"
         )
     return (
-        f"async-expert scan of {report.target or 'source'}: {len(report.files_scanned)} file(s), "
+        f"async-expert scan of {report.target or 'source'}: {report.scanned_text()}, "
         f"{counts} ({report.seconds * 1000:.0f} ms)"
     )
 
