@@ -360,3 +360,23 @@ def test_coroutine_made_before_the_profile_is_not_blamed_on_the_caller():
     report = asyncio.run(go())
     found = [(f.kind, f.severity.value, f.location) for f in report.finding_list if f.kind == "never-awaited"]
     assert found == [("never-awaited", "info", "?")]
+
+
+async def _waits_on_a_queue() -> None:
+    q: asyncio.Queue = asyncio.Queue()
+    await q.get()  # never answered
+
+
+def test_timeout_names_the_await_of_the_profiled_code_not_the_instruments():
+    """`await profile(coro, timeout_s=...)`: the note and the finding name the user's
+    await (Queue.get at its line), not the contention monitor's wrapper."""
+
+    async def go():
+        return await profile(_waits_on_a_queue(), timeout_s=0.5, profile=False, static=False)
+
+    report = asyncio.run(go())
+    line = _waits_on_a_queue.__code__.co_firstlineno + 2
+    assert report.timed_out
+    assert any(n.startswith("when --timeout 0.5 s fired, the profiled code was awaiting `Queue.get` at ") and n.endswith(f":{line}") for n in report.notes), report.notes
+    found = [(f.kind, f.line, f.message) for f in report.finding_list if f.kind == "missing-timeout"]
+    assert found and found[0][1] == line and "Queue.get" in found[0][2] and "make_wait" not in found[0][2]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import re
 import sys
 import threading
@@ -93,13 +94,16 @@ def _frame_stack(frame: Any) -> tuple[tuple[str, int, str], ...]:
     return tuple(out)
 
 
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def await_stack(task: Any) -> list[tuple[str, int, str]]:
     """The await chain of a pending task, outermost first: the task's coroutine,
     then what it awaits (``cr_await`` / ``gi_yieldfrom`` / ``ag_await``), down to the
     innermost suspended coroutine or generator. Each entry is (filename, line, qualname)."""
     out: list[tuple[str, int, str]] = []
     try:
-        obj = task.get_coro()
+        obj = task.get_coro() if hasattr(task, "get_coro") else task  # a task, or a coroutine
     except Exception:
         return out
     seen = 0
@@ -109,7 +113,8 @@ def await_stack(task: Any) -> list[tuple[str, int, str]]:
         if frame is None:
             break
         code = frame.f_code
-        out.append((code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
+        if not code.co_filename.startswith(_OWN_DIR):  # the instruments' own wrappers (contention)
+            out.append((code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name)))
         nxt = getattr(obj, "cr_await", None)
         if nxt is None:
             nxt = getattr(obj, "gi_yieldfrom", None)
@@ -696,10 +701,22 @@ class TaskTracker(Instrument):
                 self.timeout_pending.append({"row": row, "rec": rec, "stack": stack})
         host = session.host_task
         if host is not None and not host.done():
-            stack = await_stack(host)
+            # `await profile(coro)`: the host's chain stops at Profile.__await__'s wrapper,
+            # so start from the awaited coroutine itself when there is one
+            awaited = getattr(session, "awaited", None)
+            stack = await_stack(awaited if hasattr(awaited, "cr_frame") else host)
             rec = self._io_await(stack)
             if rec is not None:
                 self.timeout_pending.append({"row": {"name": host.get_name(), "task_id": 0}, "rec": rec, "stack": stack})
+            # say what the profiled code itself was waiting for, I/O or not
+            user = [e for e in stack if not is_library_file(e[0])]
+            if user:
+                below = [e for e in stack[stack.index(user[-1]) + 1 :]]
+                what = f"`{below[0][2]}`" if below else "a future"
+                session.report.notes.append(
+                    f"when --timeout {session.timeout_s:g} s fired, the profiled code was awaiting {what} at "
+                    f"{session.where(user[-1][0], user[-1][1])}"
+                )
 
     # -- exception handler messages ---------------------------------------
     def exception_handler(self, session: ProfileSession, context: dict[str, Any]) -> None:

@@ -249,6 +249,7 @@ class ProfileSession:
         self.stopped = False
         self.timed_out = False
         self.host_task: asyncio.Task | None = None
+        self.awaited: Any = None  # the coroutine `await profile(coro)` runs, if any
         self._timeout_handle: asyncio.TimerHandle | None = None
         self._findings: list[Finding] = []
         self._saved: dict[str, Any] = {}
@@ -650,6 +651,7 @@ class Profile:
         if self._awaitable is None:
             raise TypeError("profile() needs a coroutine to await; use `async with profile():` otherwise")
         async with self as report:
+            self.session.awaited = self._awaitable  # for await stacks at --timeout
             self.result = await self._awaitable
         return report
 
