@@ -145,7 +145,8 @@ def _location(path: str, line: int, *, col: int = 0, end_line: int = 0, snippet:
 def _result(f: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     text = f.message
     if f.fix:
-        text += f" Fix: {f.fix}"
+        text = text.rstrip()
+        text += ("" if text.endswith((".", "!", "?", ")")) else ".") + f" Fix: {f.fix}"
     res: dict[str, Any] = {
         "ruleId": f.code,
         "ruleIndex": rule_index[f.code],
