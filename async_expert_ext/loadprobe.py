@@ -904,6 +904,8 @@ async def probe(
         "threshold_ms": threshold_ms,
     }
     _analyse(report, session, targets, stats, phase, limiter_samples)
+    for key, sent in phase.get("cut_short", ()):
+        report.notes.append(f"{key}: {sent} of {requests} request(s) sent before --duration {duration:g} s ran out")
     if exc_out is not None and not isinstance(exc_out, Exception):
         raise exc_out
     if exc_out is not None:
@@ -1084,6 +1086,8 @@ async def _run_load(
     finally:
         stop.set()
         phase["load_end"] = now()
+        # routes whose --requests were not all sent before --duration ran out
+        phase["cut_short"] = [(t.key, requests - counters[t.key][0]) for t in targets if counters[t.key][0] > 0]
         for h in helpers:
             h.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
@@ -1526,6 +1530,7 @@ def render_text(report: LoadReport, *, max_findings: int = 20) -> str:
         lines.extend(f"  - {r}" for r in report.recommendations)
     if report.exception:
         lines.append(f"the run raised {report.exception}")
+    lines.extend(f"note: {n}" for n in report.notes)
     for e in report.errors:
         lines.append(f"instrument error: {e}")
     return "\n".join(lines)
