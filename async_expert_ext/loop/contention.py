@@ -292,55 +292,44 @@ class ContentionMonitor(Instrument):
         sem_acquire = saved[(asyncio.Semaphore, "acquire")]
         sem_release = saved[(asyncio.Semaphore, "release")]
 
-        async def acquire_lock(lock: Any) -> bool:
-            if not this.active:
-                return await lock_acquire(lock)
-            st = this._state(lock, "Lock")
-            if not lock._locked:
-                result = await lock_acquire(lock)
-                this._acquired(st, sys._getframe(1), perf(), None)
+        def make_acquire(orig: Callable[..., Any], kind: Callable[[Any], str], free: Callable[[Any], bool]) -> Callable[..., Any]:
+            """``acquire`` of a Lock or Semaphore: a free one is only recorded as taken;
+            a wait is timed (a row), then recorded as taken by the waiter."""
+
+            async def acquire(prim: Any) -> bool:
+                if not this.active:
+                    return await orig(prim)
+                st = this._state(prim, kind(prim))
+                if free(prim):
+                    result = await orig(prim)
+                    this._acquired(st, sys._getframe(1), perf(), None)
+                    return result
+                row = this._wait_start(st, prim, sys._getframe(1))
+                try:
+                    result = await orig(prim)
+                except BaseException:
+                    this._wait_end(st, row, acquired=False)
+                    raise
+                this._wait_end(st, row, acquired=True)
+                this._acquired(st, sys._getframe(1), perf(), row)
                 return result
-            row = this._wait_start(st, lock, sys._getframe(1))
-            try:
-                result = await lock_acquire(lock)
-            except BaseException:
-                this._wait_end(st, row, acquired=False)
-                raise
-            this._wait_end(st, row, acquired=True)
-            this._acquired(st, sys._getframe(1), perf(), row)
-            return result
 
-        def release_lock(lock: Any) -> None:
-            lock_release(lock)
-            if this.active:
-                st = this.states.get(id(lock))
-                if st is not None:
-                    this._released(st, perf())
+            return acquire
 
-        async def acquire_sem(sem: Any) -> bool:
-            if not this.active:
-                return await sem_acquire(sem)
-            st = this._state(sem, type(sem).__name__)
-            if not sem.locked():
-                result = await sem_acquire(sem)
-                this._acquired(st, sys._getframe(1), perf(), None)
-                return result
-            row = this._wait_start(st, sem, sys._getframe(1))
-            try:
-                result = await sem_acquire(sem)
-            except BaseException:
-                this._wait_end(st, row, acquired=False)
-                raise
-            this._wait_end(st, row, acquired=True)
-            this._acquired(st, sys._getframe(1), perf(), row)
-            return result
+        def make_release(orig: Callable[..., Any]) -> Callable[..., Any]:
+            def release(prim: Any) -> None:
+                orig(prim)
+                if this.active:
+                    st = this.states.get(id(prim))
+                    if st is not None:
+                        this._released(st, perf())
 
-        def release_sem(sem: Any) -> None:
-            sem_release(sem)
-            if this.active:
-                st = this.states.get(id(sem))
-                if st is not None:
-                    this._released(st, perf())
+            return release
+
+        acquire_lock = make_acquire(lock_acquire, lambda _lock: "Lock", lambda lock: not lock._locked)
+        release_lock = make_release(lock_release)
+        acquire_sem = make_acquire(sem_acquire, lambda sem: type(sem).__name__, lambda sem: not sem.locked())
+        release_sem = make_release(sem_release)
 
         def make_wait(cls: type, attr: str, kind: str, ready: Callable[[Any], bool]) -> Callable[..., Any]:
             orig = saved[(cls, attr)]

@@ -880,41 +880,49 @@ class TaskTracker(Instrument):
             if key in seen:
                 continue
             seen.add(key)
-            session.add_finding(
-                "missing-timeout",
+            _missing_timeout(
+                session,
+                rec,
                 f"{item['row'].get('name', 'a task')} was still awaiting {rec['awaits']} at "
                 f"{session.where(rec['file'], rec['line'])} when --timeout {session.timeout_s:g} s fired",
-                filename=rec["file"],
-                line=rec["line"],
-                symbol=rec["func"],
-                severity=Severity.WARNING,
-                section=Section.ASYNC_PATTERNS,
-                explanation="An await on I/O with no deadline can wait forever when the peer goes silent.",
-                fix="Wrap the await in `async with asyncio.timeout(seconds):` (or asyncio.wait_for).",
-                references=("https://docs.python.org/3/library/asyncio-task.html#timeouts",),
-                call_chain=_fmt(session, item["stack"]),
-                extra={"timeout_s": session.timeout_s},
+                item["stack"],
+                Confidence.HIGH,
+                {"timeout_s": session.timeout_s},
             )
         for rec in self.stuck.values():
             key = (rec["file"], rec["line"])
             if key in seen:
                 continue
             seen.add(key)
-            session.add_finding(
-                "missing-timeout",
+            _missing_timeout(
+                session,
+                rec,
                 f"{rec['task']} waited {rec['waited_s']:.1f} s on {rec['awaits']} at "
                 f"{session.where(rec['file'], rec['line'])} with no timeout armed",
-                filename=rec["file"],
-                line=rec["line"],
-                symbol=rec["func"],
-                severity=Severity.WARNING,
-                confidence=Confidence.MEDIUM,
-                explanation="An await on I/O with no deadline can wait forever when the peer goes silent.",
-                fix="Wrap the await in `async with asyncio.timeout(seconds):` (or asyncio.wait_for).",
-                references=("https://docs.python.org/3/library/asyncio-task.html#timeouts",),
-                call_chain=_fmt(session, rec["stack"]),
-                extra={"waited_s": round(rec["waited_s"], 3)},
+                rec["stack"],
+                Confidence.MEDIUM,
+                {"waited_s": round(rec["waited_s"], 3)},
             )
+
+
+def _missing_timeout(session: ProfileSession, rec: dict[str, Any], message: str, stack: Any, confidence: Confidence, extra: dict[str, Any]) -> None:
+    """A runtime ``missing-timeout`` finding at the user frame ``rec`` (its awaited
+    call stuck at --timeout, or waiting on I/O for long with no deadline)."""
+    session.add_finding(
+        "missing-timeout",
+        message,
+        filename=rec["file"],
+        line=rec["line"],
+        symbol=rec["func"],
+        severity=Severity.WARNING,
+        section=Section.ASYNC_PATTERNS,
+        confidence=confidence,
+        explanation="An await on I/O with no deadline can wait forever when the peer goes silent.",
+        fix="Wrap the await in `async with asyncio.timeout(seconds):` (or asyncio.wait_for).",
+        references=("https://docs.python.org/3/library/asyncio-task.html#timeouts",),
+        call_chain=_fmt(session, stack),
+        extra=extra,
+    )
 
 
 # ---------------------------------------------------------------------------
