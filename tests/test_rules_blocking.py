@@ -37,6 +37,8 @@ POSITIVE = [
     ("AEX103", "import subprocess\nasync def f():\n    subprocess.run(['ls'])\n", 3),
     ("AEX103", "import os\nasync def f():\n    os.system('ls')\n", 3),
     ("AEX103", "import os\nasync def f(p):\n    os.waitpid(p, 0)\n", 3),
+    ("AEX103", "import subprocess\nasync def f():\n    p = subprocess.Popen(['ls'])\n    p.communicate()\n", 4),
+    ("AEX103", "from subprocess import Popen\nasync def f():\n    with Popen(['ls']) as p:\n        p.wait()\n", 4),
     ("AEX104", "async def f(p):\n    with open(p) as fh:\n        return fh.read()\n", 2),
     ("AEX104", "async def f(p):\n    fh = open(p)\n    data = fh.read()\n", 3),
     ("AEX104", "from pathlib import Path\nasync def f(p):\n    return Path(p).read_text()\n", 3),

@@ -108,6 +108,7 @@ CONSTRUCTORS: dict[str, str | tuple[str, ...]] = {
     "socket.socket.accept": ("socket.socket", "tuple"),
     "socket.socketpair": ("socket.socket", "socket.socket"),
     "pathlib.Path": "pathlib.Path",
+    "subprocess.Popen": "subprocess.Popen",
     "threading.Lock": "threading.Lock",
     "threading.RLock": "threading.Lock",
     "threading.Event": "threading.Event",
