@@ -51,6 +51,7 @@ POSITIVE = [
     ("AEX108", "import sqlite3\nasync def f(conn: sqlite3.Connection):\n    cur = conn.cursor()\n    cur.execute('select 1')\n", 3),
     ("AEX108", "import psycopg2\nasync def f():\n    conn = psycopg2.connect('')\n    cur = conn.cursor()\n    cur.execute('select 1')\n", 5),
     ("AEX108", "import redis\nr = redis.Redis()\nasync def f():\n    return r.get('k')\n", 4),
+    ("AEX108", "import pymongo\nclient = pymongo.MongoClient()\nasync def f():\n    return client.shop.orders.find_one({})\n", 4),
     ("AEX108", "from sqlalchemy.orm import Session\nasync def f(db: Session):\n    return db.execute('select 1')\n", 3),
     ("AEX109", "import threading\nlock = threading.Lock()\nasync def f():\n    lock.acquire()\n", 4),
     ("AEX109", "import threading\nasync def f(ev: threading.Event):\n    ev.wait()\n", 3),

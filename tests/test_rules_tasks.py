@@ -688,3 +688,17 @@ def test_unknown_receiver_must_be_named_like_the_owning_class():
     """
     report = scan(src)
     assert [(f.code, f.kind, f.line) for f in report.findings] == [("AEX201", "never-awaited", 8)]
+
+
+def test_dropped_gather_is_fire_and_forget() -> None:
+    """`asyncio.gather(...)` without await schedules the coroutines as tasks that nobody
+    awaits: a forgotten `await`, reported like a dropped create_task."""
+    src = """
+    import asyncio
+    async def a():
+        pass
+    async def f():
+        asyncio.gather(a(), a())
+        await asyncio.gather(a(), a())
+    """
+    assert hits(src) == {("AEX210", "fire-and-forget-task", 6)}

@@ -442,6 +442,9 @@ class SyncDatabase(BlockingRule):
         typ, _, meth = name.rpartition(".")
         if typ == "redis.Redis" and meth in ("pipeline", "pubsub", "from_url"):
             return False
+        if name.startswith("pymongo.MongoClient.") and name.count(".") >= 3:
+            # client.db.collection.find_one(...): databases and collections are attributes
+            return meth in self.methods["pymongo.Collection"]
         return super().matches(name, node, ctx)
 
 

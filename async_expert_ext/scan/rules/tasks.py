@@ -162,6 +162,7 @@ TASK_FACTORIES: frozenset[str] = frozenset(
         "asyncio.ensure_future",
         "asyncio.AbstractEventLoop.create_task",
         "asyncio.async",
+        "asyncio.gather",  # schedules every awaitable as a task; dropped, nobody sees them end or fail
     }
 )
 
