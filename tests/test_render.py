@@ -434,3 +434,14 @@ def test_scanned_text_counts_files_and_cells() -> None:
     assert ScanReport(files_scanned=["In[1]", "In[2]"]).scanned_text() == "2 cell(s)"
     assert ScanReport(files_scanned=["a.py", "nb.ipynb[cell 3]"]).scanned_text() == "1 file(s) and 1 cell(s)"
     assert ScanReport().scanned_text() == "0 file(s)"
+
+
+def test_verification_plan_uses_the_profiled_threshold() -> None:
+    from async_expert_ext.model import Finding, LoopReport
+    from async_expert_ext.render.sections import build_sections
+
+    f = Finding(code="AEX901", kind="blocking-call-in-async", severity="critical", message="m", source="runtime")
+    plan = dict(build_sections(LoopReport(finding_list=[f], settings={"threshold_ms": 30.0})))["Verification plan"]
+    assert "--threshold 30`" in plan[0].text and "--threshold 50" not in plan[0].text
+    plan = dict(build_sections(LoopReport(finding_list=[f])))["Verification plan"]
+    assert "--threshold 50`" in plan[0].text

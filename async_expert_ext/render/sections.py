@@ -521,8 +521,12 @@ def build_sections(report: Any, *, max_items: int = 25, memory: Any = None) -> l
 
     # 4. Verification plan
     verify: list[Item] = []
+    # the threshold this report was profiled with (loop reports), else the default 50 ms
+    threshold = (getattr(report, "settings", None) or {}).get("threshold_ms") or 50
     for kind in kinds_order:
         text, code = VERIFICATION.get(kind, _DEFAULT_VERIFY)
+        if threshold != 50:
+            text = text.replace("--threshold 50", f"--threshold {threshold:g}").replace("under 50 ms", f"under {threshold:g} ms")
         verify.append(Item(f"{kind}: {text}", code=code, severity=by_kind[kind][0].severity.value, kind=kind))
     if verify:
         verify.append(
