@@ -242,3 +242,36 @@ def test_non_blocking_socket_calls_are_not_blocking() -> None:
         "            await wait_readable(listener)\n"
     )
     assert hits(scan(src), "AEX107") == [("AEX107", 11)]
+
+
+def test_property_getter_that_blocks_is_reported_where_it_is_read() -> None:
+    report = scan(
+        """
+        import json
+        from functools import cached_property
+
+        class Settings:
+            def __init__(self, path):
+                self.path = path
+
+            @property
+            def data(self):
+                with open(self.path) as fh:
+                    return json.load(fh)
+
+            @cached_property
+            def cheap(self):
+                return 1
+
+            async def reload(self):
+                return self.data
+
+        async def handler(s: Settings):
+            value = s.data
+            s.data2 = 1
+            return value, s.cheap
+        """
+    )
+    found = sorted((f.code, f.line) for f in report.findings if f.code == "AEX120")
+    assert found == [("AEX120", 19), ("AEX120", 22)]
+    assert all("reading property `data`" in f.message for f in report.findings if f.code == "AEX120")

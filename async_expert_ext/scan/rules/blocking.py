@@ -575,6 +575,32 @@ class BlockingHelper(Rule):
         if name and not name.startswith(_NOT_LOCAL):
             ctx.defer("blocking-chain", self.code, name, node, iterate=True)
 
+    def visit_Attribute(self, node: ast.Attribute, ctx: FileContext) -> None:
+        # reading a @property of the scanned code runs its getter: `self.config` may
+        # read a file or query a database without looking like a call
+        if not ctx.in_coroutine or node.attr not in self._properties(ctx) or not isinstance(node.ctx, ast.Load):
+            return
+        parent = ctx.parent
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return
+        name = ctx.resolve(node)
+        if name and not name.startswith(_NOT_LOCAL):
+            ctx.defer("blocking-chain", self.code, name, node, property=True)
+
+    def _properties(self, ctx: FileContext) -> frozenset[str]:
+        """Names of the getters decorated ``@property``/``@cached_property`` in this file's classes."""
+        props = self.__dict__.get("_props")
+        if props is None:
+            found = set()
+            for info in ctx.classes.values():
+                for item in info["node"].body:
+                    if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                        (dotted_name(d) or "").rpartition(".")[2] in ("property", "cached_property") for d in item.decorator_list
+                    ):
+                        found.add(item.name)
+            props = self.__dict__["_props"] = frozenset(found)
+        return props
+
 
 _SEV = {"critical": Severity.CRITICAL, "warning": Severity.WARNING, "info": Severity.INFO}
 
@@ -598,8 +624,13 @@ def _blocking_chain(d: Deferred, program: Program) -> Iterable[Finding]:
     sev = _bottom_severity(program, bottom)
     rule_cls = BlockingHelper
     callee = d.target.rpartition(".")[2] if "." in d.target else d.target
-    frames = (f"{d.caller} calls {callee}() ({d.path}:{d.line})", *[str(fr) for fr in chain])
-    what = "iterating " if d.data.get("iterate") else ""
+    if d.data.get("property"):
+        frames = (f"{d.caller} reads property {callee} ({d.path}:{d.line})", *[str(fr) for fr in chain])
+        message = f"reading property `{callee}` blocks the event loop: its getter reaches `{hit}()` at {bottom.path}:{bottom.line}"
+    else:
+        frames = (f"{d.caller} calls {callee}() ({d.path}:{d.line})", *[str(fr) for fr in chain])
+        what = "iterating " if d.data.get("iterate") else ""
+        message = f"{what}`{callee}()` blocks the event loop: it reaches `{hit}()` at {bottom.path}:{bottom.line}"
     return (
         rule_cls(severity=sev).make_finding(
             path=d.path,
@@ -609,7 +640,7 @@ def _blocking_chain(d: Deferred, program: Program) -> Iterable[Finding]:
             symbol=d.symbol,
             snippet=d.snippet,
             call_chain=frames,
-            message=f"{what}`{callee}()` blocks the event loop: it reaches `{hit}()` at {bottom.path}:{bottom.line}",
+            message=message,
             callee=callee,
         ),
     )
