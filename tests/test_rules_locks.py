@@ -233,3 +233,27 @@ def test_filelock_bound_to_a_name() -> None:
             await asyncio.sleep(0)
     """
     assert hits(src, "AEX401") == [("AEX401", "sync-lock-in-async", 6)]
+
+
+def test_awaited_acquire_on_an_untyped_global_is_checked_too() -> None:
+    """A rate-limit semaphore assigned in main() to a module global (`limit = None` at
+    import): the awaited acquire() with a release skipped by a raise is still found."""
+    from async_expert_ext.config import Settings
+    from async_expert_ext.scan.runner import scan_source
+
+    src = (
+        "import asyncio\n"
+        "limit = None\n"
+        "async def call_api(i):\n"
+        "    await limit.acquire()\n"
+        "    if i % 2:\n"
+        "        raise ConnectionError('reset')\n"
+        "    limit.release()\n"
+        "async def main():\n"
+        "    global limit\n"
+        "    limit = asyncio.Semaphore(3)\n"
+        "    async with limit:\n"
+        "        pass\n"
+    )
+    report = scan_source(src, path="m.py", notebook=False, module="m", settings=Settings(cache=False))
+    assert [(f.code, f.line, f.confidence.value) for f in report.findings if f.kind == "lock-not-released"] == [("AEX402", 4, "medium")]

@@ -316,12 +316,17 @@ class LockNotReleased(Rule):
         if not isinstance(ctx.parent, ast.Await) and not self._in_wait_for(ctx):
             return
         typ = _type_of_lock(func.value, ctx)
-        if typ not in ASYNC_LOCK_TYPES:
+        # an awaited `.acquire()` on an object of unknown type (a global assigned later,
+        # an untyped parameter) is an async lock or semaphore: medium confidence
+        unknown = typ is None
+        if not unknown and typ not in ASYNC_LOCK_TYPES:
             return
         fn = ctx.function
         if fn is None or getattr(fn.node, "name", "") in ("__aenter__", "acquire", "__enter__", "lock", "_acquire"):
             return  # a context manager's enter: the release is in __aexit__
         key = expr_key(func.value)
+        if unknown and key in ("self", "cls"):
+            return  # a lock-like class re-acquiring itself (Condition.wait): the caller releases
         stmt, parent = enclosing_statement(ctx)
         if stmt is None:
             return
@@ -341,7 +346,7 @@ class LockNotReleased(Rule):
         release = calls_method_on(fn_body, key, _RELEASE)
         if release is not None:
             why = f"; the release at line {release.lineno} is skipped when anything in between raises"
-            self.report(ctx, node, lock=key, why=why)
+            self.report(ctx, node, lock=key, why=why, confidence=Confidence.MEDIUM if unknown else None)
         else:
             if _registers_release(fn_body, key):
                 return
