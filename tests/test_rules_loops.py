@@ -256,3 +256,26 @@ def test_loop_helper_rule_works_with_the_direct_rule_ignored() -> None:
     """)
     report = scan_source(src, "t.py", notebook=False, module="t", settings=Settings(cache=False, ignore=["AEX601"]))
     assert [(f.code, f.line) for f in report.findings if f.kind == "event-loop-already-running"] == [("AEX602", 8)]
+
+
+def test_asyncio_queue_put_nowait_from_a_thread_target() -> None:
+    """asyncio.Queue/Event are not thread-safe either: waking a waiter from a worker
+    thread goes through loop.call_soon without the self-pipe wake-up."""
+    from async_expert_ext.config import Settings
+    from async_expert_ext.scan.runner import scan_source
+
+    src = (
+        "import asyncio, threading\n"
+        "def device(q: asyncio.Queue, ev: asyncio.Event):\n"
+        "    q.put_nowait(1)\n"
+        "    ev.set()\n"
+        "async def main():\n"
+        "    q = asyncio.Queue()\n"
+        "    ev = asyncio.Event()\n"
+        "    threading.Thread(target=device, args=(q, ev)).start()\n"
+        "    q.put_nowait(2)\n"
+    )
+    report = scan_source(src, path="m.py", notebook=False, module="m", settings=Settings(cache=False))
+    found = sorted((f.code, f.line) for f in report.findings if f.kind == "threadsafe-misuse")
+    assert found == [("AEX610", 3)] or found == [("AEX610", 3), ("AEX610", 4)], found
+    assert any("asyncio.Queue.put_nowait()" in f.message for f in report.findings if f.kind == "threadsafe-misuse")

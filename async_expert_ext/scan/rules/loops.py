@@ -56,6 +56,18 @@ LOOP_RUNNERS = frozenset(
 )
 
 #: loop methods that must be called from the loop's own thread.
+#: asyncio primitives' methods that wake waiters through the loop (not thread-safe),
+#: by method name -> the resolved names that count
+PRIMITIVE_NOT_THREADSAFE: dict[str, frozenset[str]] = {
+    "put_nowait": frozenset({"asyncio.Queue.put_nowait"}),
+    "get_nowait": frozenset({"asyncio.Queue.get_nowait"}),
+    "set": frozenset({"asyncio.Event.set"}),
+    "set_result": frozenset({"asyncio.Future.set_result"}),
+    "set_exception": frozenset({"asyncio.Future.set_exception"}),
+    "notify": frozenset({"asyncio.Condition.notify"}),
+    "notify_all": frozenset({"asyncio.Condition.notify_all"}),
+}
+
 NOT_THREADSAFE = frozenset({"call_soon", "call_later", "call_at", "stop", "create_task", "add_reader", "add_writer", "remove_reader", "remove_writer", "create_future"})
 
 _NOT_LOCAL = ("asyncio.", "builtins.", "anyio.", "trio.", "typing.", "functools.", "contextlib.", "logging.", "threading.")
@@ -387,7 +399,7 @@ class LoopMethodFromThread(Rule):
     severity = Severity.WARNING
     section = Section.CONCURRENCY
     confidence = Confidence.LOW
-    message = "`loop.{meth}()` is called from a function that runs in another thread ({how}); it is not thread-safe"
+    message = "`{meth}()` is called from a function that runs in another thread ({how}); it is not thread-safe"
     explanation = (
         "Event loop methods other than call_soon_threadsafe() must be called from the loop's own thread. From "
         "another thread the loop, asleep in select(), does not wake up: the callback or stop() waits until "
@@ -405,13 +417,21 @@ class LoopMethodFromThread(Rule):
         self._owned: dict[int, set[str]] = {}
 
     def _loop_method(self, node: ast.Call, ctx: FileContext) -> str | None:
+        """``"loop.call_soon"`` / ``"asyncio.Queue.put_nowait"`` ... for a call that must
+        run on the loop's thread, else None."""
         func = node.func
-        if not isinstance(func, ast.Attribute) or func.attr not in NOT_THREADSAFE:
+        if not isinstance(func, ast.Attribute):
+            return None
+        if func.attr in PRIMITIVE_NOT_THREADSAFE:
+            # asyncio primitives wake their waiters with loop.call_soon: same rule
+            q = call_name(node, ctx) or ""
+            return q if q in PRIMITIVE_NOT_THREADSAFE[func.attr] else None
+        if func.attr not in NOT_THREADSAFE:
             return None
         q = call_name(node, ctx) or ""
         if not (q == f"{_LOOP}.{func.attr}" or _looks_like_loop(func.value)):
             return None
-        return func.attr
+        return f"loop.{func.attr}"
 
     def visit_Call(self, node: ast.Call, ctx: FileContext) -> None:
         fn = ctx.function
@@ -423,7 +443,7 @@ class LoopMethodFromThread(Rule):
                     owned = self._owned[id(fn.node)] = _owned_loops(fn.node)
                 recv = dotted_name(node.func.value) or ""  # type: ignore[attr-defined]
                 if recv not in owned:
-                    ctx.note("loop_call", (f"loop.{meth}", node.lineno))
+                    ctx.note("loop_call", (meth, node.lineno))
         target = _thread_callable(node, ctx)
         if target is None:
             return
@@ -450,7 +470,7 @@ def _thread_loop_call(d: Deferred, program: Program) -> Iterable[Finding]:
     if not chain:
         return ()
     bottom = chain[-1]
-    meth = bottom.what.rpartition(".")[2]
+    meth = bottom.what
     how = f"{_short(f.qualname, program)} is passed to {d.data.get('starter', 'a thread')}() at {d.path}:{d.line}"
     return (
         LoopMethodFromThread().make_finding(
