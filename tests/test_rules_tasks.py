@@ -702,3 +702,21 @@ def test_dropped_gather_is_fire_and_forget() -> None:
         await asyncio.gather(a(), a())
     """
     assert hits(src) == {("AEX210", "fire-and-forget-task", 6)}
+
+
+def test_asyncio_wait_pending_set_dropped() -> None:
+    src = """
+    import asyncio
+    async def fastest(tasks):
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return done.pop().result()
+    async def careful(tasks):
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        return done
+    async def underscore(tasks):
+        done, _ = await asyncio.wait(tasks, timeout=1)
+        return done
+    """
+    assert hits(src) == {("AEX223", "leaked-task", 4), ("AEX223", "leaked-task", 12)}

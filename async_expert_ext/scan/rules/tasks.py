@@ -1293,3 +1293,49 @@ def _gather_forever(d: Deferred, program: Program) -> Iterable[Finding]:
             ),
         )
     return ()
+
+
+@rule
+class WaitPendingDropped(Rule):
+    """``done, pending = await asyncio.wait(...)`` (``FIRST_COMPLETED``,
+    ``FIRST_EXCEPTION`` or a timeout) and ``pending`` is never used: the tasks that
+    did not finish keep running after the caller has moved on."""
+
+    code = "AEX223"
+    name = "wait-pending-dropped"
+    kind = "leaked-task"
+    severity = Severity.WARNING
+    section = Section.CONCURRENCY
+    confidence = Confidence.MEDIUM
+    message = "`{pending}` from `asyncio.wait()` is never used: the tasks that did not finish are neither cancelled nor awaited and keep running"
+    explanation = (
+        "asyncio.wait() returns when its condition is met (the first task done, the first exception, or the "
+        "timeout) and leaves the other tasks running. Dropping the pending set leaks them: they run on after "
+        "the caller returned, hold resources, and their errors are never seen."
+    )
+    fix = "Cancel what is still pending (`for t in pending: t.cancel()`) and await it, or use `asyncio.TaskGroup`/`asyncio.timeout` instead."
+    fix_example = (
+        "# before\ndone, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)\nreturn done.pop().result()\n\n"
+        "# after\ndone, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)\n"
+        "for t in pending:\n    t.cancel()\nawait asyncio.gather(*pending, return_exceptions=True)\nreturn done.pop().result()"
+    )
+    references = ("https://docs.python.org/3/library/asyncio-task.html#asyncio.wait", DOC_TASKGROUP)
+
+    def visit_Assign(self, node: ast.Assign, ctx: FileContext) -> None:
+        fn = ctx.function
+        if fn is None or not fn.is_async or len(node.targets) != 1:
+            return
+        target, value = node.targets[0], node.value
+        if not (isinstance(value, ast.Await) and isinstance(value.value, ast.Call)):
+            return
+        if call_name(value.value, ctx) != "asyncio.wait":
+            return
+        if not (isinstance(target, ast.Tuple) and len(target.elts) == 2 and isinstance(target.elts[1], ast.Name)):
+            return
+        pending = target.elts[1].id
+        used = any(
+            isinstance(n, ast.Name) and n.id == pending and isinstance(n.ctx, ast.Load)
+            for n in ast.walk(fn.node)
+        )
+        if not used:
+            self.report(ctx, node, pending=pending)
