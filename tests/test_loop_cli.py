@@ -75,3 +75,27 @@ def test_text_report_and_timeout(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "missing-timeout" in proc.stdout and "slow.py:5" in proc.stdout
     assert "timed out after 0.3 s" in proc.stdout
+
+
+def test_a_file_inside_a_package_is_imported_with_its_package(tmp_path: Path) -> None:
+    """Relative and absolute imports of sibling modules work; the blocking line in the
+    sibling is found."""
+    pkg = tmp_path / "shop"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("import time\n\ndef slow():\n    time.sleep(0.15)\n")
+    (pkg / "app.py").write_text(
+        "import asyncio\nfrom .helpers import slow\nfrom shop.helpers import slow as again\n\n"
+        "async def main():\n    await asyncio.sleep(0)\n    slow()\n"
+    )
+    proc = cli("--format", "json", "--no-profile", "--exit-zero", "shop/app.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    found = [(f["kind"], f["path"], f["line"]) for f in json.loads(proc.stdout)["findings"]]
+    assert ("blocking-call-in-async", "shop/helpers.py", 4) in found
+
+
+def test_an_import_error_of_the_program_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("import nonexistent_module_xyz\n\nasync def main():\n    pass\n")
+    proc = cli("bad.py", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["async-expert: error: importing bad.py failed: ModuleNotFoundError: No module named 'nonexistent_module_xyz'"]
