@@ -434,6 +434,12 @@ class ExecutorMonitor(Instrument):
                 "await asyncio.gather(*(loop.run_in_executor(slow_pool, slow_io, x) for x in items))"
             )
             refs = (_EXEC_DOC, _TO_THREAD_DOC, _POOL_DOC)
+            # name the fan-out too: the user line that submitted most of the queued work
+            sites = Counter((it["site_file"], it["site_line"]) for it in waited if it.get("site_file"))
+            if sites:
+                (site_file, site_line), _n = sites.most_common(1)[0]
+                if (site_file, site_line) != (fn, line):
+                    message = message.replace(f"; {located} {where}", f"; submitted at {session.where(site_file, site_line)}, {located} {where}")
         session.add_finding(
             kind,
             message,
