@@ -7,43 +7,18 @@ whose lines are found by a marker comment.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import threading
 import time
 
 import pytest
 from corpus_util import CORPUS, corpus_expected
+from loop_util import findings, line_of, run
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
 from async_expert_ext.loop.contention import _TARGETS, ContentionMonitor
 from async_expert_ext.loop.detectors import BlockingDetector, TaskTracker
-
-
-def line_of(fn, marker: str) -> int:
-    """The file line of the source line of ``fn`` containing ``# <marker>``."""
-    lines, first = inspect.getsourcelines(fn)
-    for i, text in enumerate(lines):
-        if f"# {marker}" in text:
-            return first + i
-    raise AssertionError(f"marker {marker!r} not in {fn.__name__}")
-
-
-def run(coro_fn, *, instruments=None, **options):
-    async def main():
-        p = profile(coro_fn(), static=False, profile=False, instruments=instruments, **options)
-        try:
-            await p
-        except BaseException as exc:  # noqa: BLE001 - the program's own error is part of the test
-            return p.report, exc
-        return p.report, None
-
-    return asyncio.run(main())
-
-
-def findings(report, kind):
-    return [f for f in report.finding_list if f.kind == kind]
 
 
 def originals():

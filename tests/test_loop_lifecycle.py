@@ -4,38 +4,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import sys
 
 import pytest
 from corpus_util import CORPUS, corpus_expected
+from loop_util import findings, line_of, run
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
-
-
-def line_of(fn, marker: str) -> int:
-    lines, first = inspect.getsourcelines(fn)
-    for i, text in enumerate(lines):
-        if f"# {marker}" in text:
-            return first + i
-    raise AssertionError(f"marker {marker!r} not in {fn.__name__}")
-
-
-def run(coro_fn, **options):
-    async def main():
-        p = profile(coro_fn(), static=False, profile=False, **options)
-        try:
-            await p
-        except BaseException as exc:  # noqa: BLE001
-            return p.report, exc
-        return p.report, None
-
-    return asyncio.run(main())
-
-
-def findings(report, kind):
-    return [f for f in report.finding_list if f.kind == kind]
 
 
 def _expected(name: str, kind: str) -> list[int]:

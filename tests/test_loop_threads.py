@@ -2,39 +2,20 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 
 import pytest
 from corpus_util import CORPUS, corpus_expected
+from loop_util import findings as _findings
+from loop_util import line_of, run
 
 from async_expert_ext.commands.profile import profile_file
 from async_expert_ext.loop import profile
 from async_expert_ext.loop.threads import CHECKED_METHODS, ThreadsafeMonitor
 
 
-def line_of(fn, marker: str) -> int:
-    lines, first = inspect.getsourcelines(fn)
-    for i, text in enumerate(lines):
-        if f"# {marker}" in text:
-            return first + i
-    raise AssertionError(f"marker {marker!r} not in {fn.__name__}")
-
-
-def run(coro_fn, *, instruments=None, **options):
-    async def main():
-        p = profile(coro_fn(), static=False, profile=False, instruments=instruments, **options)
-        try:
-            await p
-        except BaseException as exc:  # noqa: BLE001
-            return p.report, exc
-        return p.report, None
-
-    return asyncio.run(main())
-
-
 def findings(report, kind="threadsafe-misuse"):
-    return [f for f in report.finding_list if f.kind == kind]
+    return _findings(report, kind)
 
 
 def originals():
