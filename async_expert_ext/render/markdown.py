@@ -26,6 +26,7 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..model import Finding, Section, Severity
+from .sections import VERIFICATION as _CHECKS
 
 __all__ = [
     "PARTS",
@@ -58,122 +59,39 @@ FASTAPI_KINDS = frozenset(
 _DEV_MODE = "https://docs.python.org/3/library/asyncio-dev.html#debug-mode"
 _BLOCKING = "https://docs.python.org/3/library/asyncio-dev.html#running-blocking-code"
 
-#: kind -> (how to verify the fix, the source of that check). Used by the
-#: verification plan; a kind not listed gets the generic re-scan step only.
+#: kind -> the source (a CPython/FastAPI/library doc) of the check that verifies a fix of that
+#: kind. The check itself is the one every view shows (:data:`sections.VERIFICATION`),
+#: so the memory file and the report say the same thing.
+VERIFICATION_SOURCES: dict[str, str] = {
+    "blocking-call-in-async": _DEV_MODE,
+    "cpu-bound-in-async": _BLOCKING,
+    "never-awaited": "https://docs.python.org/3/library/asyncio-dev.html#detect-never-awaited-coroutines",
+    "fire-and-forget-task": "https://docs.python.org/3/library/asyncio-task.html#asyncio.create_task",
+    "task-exception-never-retrieved": "https://docs.python.org/3/library/asyncio-dev.html#detect-never-retrieved-exceptions",
+    "leaked-task": "https://docs.python.org/3/library/asyncio-task.html#asyncio.all_tasks",
+    "cancelled-error-swallowed": "https://docs.python.org/3/library/asyncio-task.html#task-cancellation",
+    "lock-held-across-await": "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Lock",
+    "lock-not-released": "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Lock",
+    "sync-lock-in-async": _BLOCKING,
+    "deadlock": "https://docs.python.org/3/library/asyncio-task.html#asyncio.timeout",
+    "gather-partial-failure": "https://docs.python.org/3/library/asyncio-task.html#task-groups",
+    "missing-timeout": "https://docs.python.org/3/library/asyncio-task.html#timeouts",
+    "event-loop-already-running": "https://docs.python.org/3/library/asyncio-runner.html#asyncio.run",
+    "unclosed-session": "https://docs.aiohttp.org/en/stable/client_reference.html#client-session",
+    "threadsafe-misuse": "https://docs.python.org/3/library/asyncio-dev.html#concurrency-and-multithreading",
+    "executor-exhaustion": "https://anyio.readthedocs.io/en/stable/threads.html#adjusting-the-default-maximum-worker-thread-count",
+    "sync-endpoint-threadpool": "https://fastapi.tiangolo.com/async/#path-operation-functions",
+    "basehttpmiddleware": "https://www.starlette.io/middleware/#limitations",
+    "async-generator-not-closed": "https://docs.python.org/3/library/contextlib.html#contextlib.aclosing",
+    "cross-loop-resource": "https://docs.python.org/3/library/asyncio-dev.html#concurrency-and-multithreading",
+    "slow-endpoint": "https://fastapi.tiangolo.com/async/",
+    "busy-wait": "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Event",
+}
+
+#: kind -> (how to verify the fix, the source of that check), for the verification plan;
+#: a kind not listed gets the generic re-scan step only.
 VERIFICATION: dict[str, tuple[str, str]] = {
-    "blocking-call-in-async": (
-        "Run the code path under `%%loop_profile` (or `async-expert profile`): no blocking event at this line "
-        "and max loop lag below the threshold (50 ms by default). `PYTHONASYNCIODEBUG=1` also logs every "
-        "callback slower than `loop.slow_callback_duration` (100 ms).",
-        _DEV_MODE,
-    ),
-    "cpu-bound-in-async": (
-        "Profile under `%%loop_profile` with realistic input size: the loop lag stays below the threshold "
-        "while the work runs in `asyncio.to_thread` / a process pool.",
-        _BLOCKING,
-    ),
-    "never-awaited": (
-        "Run the tests with `python -X dev -W error::RuntimeWarning`: a coroutine that is never awaited "
-        "raises `RuntimeWarning: coroutine ... was never awaited`.",
-        "https://docs.python.org/3/library/asyncio-dev.html#detect-never-awaited-coroutines",
-    ),
-    "fire-and-forget-task": (
-        "Keep a strong reference (a set plus `add_done_callback(set.discard)`, or a `TaskGroup`) and check "
-        "with `%%loop_profile` that every task created reaches state `done`.",
-        "https://docs.python.org/3/library/asyncio-task.html#asyncio.create_task",
-    ),
-    "task-exception-never-retrieved": (
-        "Run with `python -X dev` and make the task fail on purpose: the log must show the exception handled "
-        "by your code, never `Task exception was never retrieved`.",
-        "https://docs.python.org/3/library/asyncio-dev.html#detect-never-retrieved-exceptions",
-    ),
-    "leaked-task": (
-        "`%%loop_profile` reports 0 leaked (pending) tasks at the end of the run; in tests, "
-        "`asyncio.all_tasks()` holds only the current task after shutdown.",
-        "https://docs.python.org/3/library/asyncio-task.html#asyncio.all_tasks",
-    ),
-    "cancelled-error-swallowed": (
-        "Add a test that cancels the task mid-await and asserts `pytest.raises(asyncio.CancelledError)` "
-        "and `task.cancelled()` is True.",
-        "https://docs.python.org/3/library/asyncio-task.html#task-cancellation",
-    ),
-    "lock-held-across-await": (
-        "Run N concurrent calls against a slow fake backend: total time should stay close to one call, "
-        "not N times it; `%%loop_profile` lock waits (`wait_ms`) drop.",
-        "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Lock",
-    ),
-    "lock-not-released": (
-        "Test that an exception raised inside the critical section leaves `lock.locked()` False "
-        "(use `async with lock:`).",
-        "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Lock",
-    ),
-    "sync-lock-in-async": (
-        "Under contention, `%%loop_profile` shows no blocking event at the lock's acquire line.",
-        _BLOCKING,
-    ),
-    "deadlock": (
-        "Run the scenario in a test wrapped in `asyncio.timeout(...)`: it must finish instead of raising "
-        "`TimeoutError`.",
-        "https://docs.python.org/3/library/asyncio-task.html#asyncio.timeout",
-    ),
-    "gather-partial-failure": (
-        "Make one sibling fail in a test and assert the others were cancelled (`task.cancelled()`), e.g. "
-        "with `asyncio.TaskGroup`.",
-        "https://docs.python.org/3/library/asyncio-task.html#task-groups",
-    ),
-    "missing-timeout": (
-        "Point the client at a server that accepts and never answers: the call must raise `TimeoutError` "
-        "within the configured timeout.",
-        "https://docs.python.org/3/library/asyncio-task.html#timeouts",
-    ),
-    "event-loop-already-running": (
-        "Run the cell in Jupyter (or the function from inside a running loop): no "
-        "`RuntimeError: asyncio.run() cannot be called from a running event loop`.",
-        "https://docs.python.org/3/library/asyncio-runner.html#asyncio.run",
-    ),
-    "unclosed-session": (
-        "Run with `python -X dev -W error::ResourceWarning`: no `Unclosed client session` / "
-        "`unclosed transport` warning.",
-        "https://docs.aiohttp.org/en/stable/client_reference.html#client-session",
-    ),
-    "threadsafe-misuse": (
-        "Run with `PYTHONASYNCIODEBUG=1`: non-thread-safe loop calls from another thread raise RuntimeError; "
-        "the code path must pass.",
-        "https://docs.python.org/3/library/asyncio-dev.html#concurrency-and-multithreading",
-    ),
-    "executor-exhaustion": (
-        "Load-test with more concurrent requests than the threadpool has threads (AnyIO's default limiter "
-        "is 40): p95 latency stays flat.",
-        "https://anyio.readthedocs.io/en/stable/threads.html#adjusting-the-default-maximum-worker-thread-count",
-    ),
-    "sync-endpoint-threadpool": (
-        "Load-test with more than 40 concurrent requests on the sync endpoints: latency of the other "
-        "endpoints stays flat.",
-        "https://fastapi.tiangolo.com/async/#path-operation-functions",
-    ),
-    "basehttpmiddleware": (
-        "Test that a contextvar set in the middleware is visible in the endpoint and that a "
-        "`StreamingResponse` delivers its first chunk before the last one is produced.",
-        "https://www.starlette.io/middleware/#limitations",
-    ),
-    "async-generator-not-closed": (
-        "Run with `python -X dev`: no `asynchronous generator ... was never closed`; use "
-        "`contextlib.aclosing()`.",
-        "https://docs.python.org/3/library/contextlib.html#contextlib.aclosing",
-    ),
-    "cross-loop-resource": (
-        "Run the test twice, each in a fresh event loop: no `attached to a different loop` RuntimeError.",
-        "https://docs.python.org/3/library/asyncio-dev.html#concurrency-and-multithreading",
-    ),
-    "slow-endpoint": (
-        "Measure this endpoint's latency while the other endpoints are under load: it stays at its "
-        "unloaded value.",
-        "https://fastapi.tiangolo.com/async/",
-    ),
-    "busy-wait": (
-        "Watch CPU while the code waits: close to 0% once it waits on an `asyncio.Event`.",
-        "https://docs.python.org/3/library/asyncio-sync.html#asyncio.Event",
-    ),
+    kind: (_CHECKS[kind][0], source) for kind, source in VERIFICATION_SOURCES.items() if kind in _CHECKS
 }
 
 _RESCAN = (

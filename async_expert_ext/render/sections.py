@@ -133,6 +133,10 @@ VERIFICATION: dict[str, tuple[str, str]] = {
         "after the middleware, and a streaming response streams (first chunk before the last is produced).",
         "",
     ),
+    "busy-wait": (
+        "Watch CPU while the code waits: close to 0% once it waits on an `asyncio.Event` instead of polling.",
+        "",
+    ),
     "fastapi-pattern": (
         "Load test the endpoint before and after the change with the same concurrency and compare p50/p99.",
         _LOAD_TEST,
