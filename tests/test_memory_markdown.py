@@ -105,3 +105,15 @@ def test_helpers_and_errors() -> None:
     assert set(PARTS) == {"critical", "patterns", "fastapi", "verification", "runtime", "examples"}
     for kind, (check, source) in VERIFICATION.items():
         assert check and source.startswith("https://"), kind
+
+
+def test_fastapi_part_of_the_memory_entry_names_endpoint_findings() -> None:
+    """The memory file's FastAPI part picks the same findings as the report's: a
+    blocking call the FastAPI refiner placed in an endpoint is one of them."""
+    from async_expert_ext.render.markdown import render_parts
+    from async_expert_ext.scan.runner import scan_source
+
+    src = "import time\nfrom fastapi import FastAPI\napp = FastAPI()\n@app.get('/report')\nasync def report():\n    time.sleep(1)\n"
+    report = scan_source(src, path="app.py", notebook=False, module="app")
+    text = render_parts(report, parts=["fastapi"])["fastapi"]
+    assert "app.py:6" in text and "No FastAPI" not in text

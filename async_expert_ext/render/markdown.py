@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..model import Finding, Section, Severity
+from ..model import Finding, Severity
+from .sections import FASTAPI_KINDS, is_fastapi_finding
 from .sections import VERIFICATION as _CHECKS
 
 __all__ = [
@@ -51,10 +52,7 @@ PARTS: dict[str, str] = {
     "examples": "Best-practice code (before/after)",
 }
 
-#: Kinds that are FastAPI/Starlette performance or correctness advice.
-FASTAPI_KINDS = frozenset(
-    {"sync-endpoint-threadpool", "basehttpmiddleware", "fastapi-pattern", "slow-endpoint", "executor-exhaustion"}
-)
+
 
 _DEV_MODE = "https://docs.python.org/3/library/asyncio-dev.html#debug-mode"
 _BLOCKING = "https://docs.python.org/3/library/asyncio-dev.html#running-blocking-code"
@@ -309,7 +307,7 @@ def _patterns(findings: Sequence[Finding]) -> str:
 
 
 def _fastapi(findings: Sequence[Finding], notes: Notes, limit: int, recommendations: Sequence[str] = ()) -> str:
-    picked = [f for f in findings if f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS]
+    picked = [f for f in findings if is_fastapi_finding(f)]
     lines: list[str] = [f"- {_one_line(r)}" for r in list(recommendations)[:limit] if r]  # from a load run
     for f in picked[:limit]:
         lines.extend(_finding_item(f, notes))

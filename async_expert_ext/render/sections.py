@@ -48,6 +48,13 @@ SECTION_TITLES: tuple[str, ...] = (
 #: Kinds that belong to the FastAPI/Starlette part even when their section differs.
 FASTAPI_KINDS = frozenset({"sync-endpoint-threadpool", "basehttpmiddleware", "slow-endpoint", "fastapi-pattern"})
 
+
+def is_fastapi_finding(f: Finding) -> bool:
+    """True for findings of the report's "FastAPI performance recommendations" part:
+    the FastAPI family, its kinds, and core findings the FastAPI refiner placed in an
+    endpoint, dependency, middleware or background task (``extra["fastapi"]``)."""
+    return f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS or bool(f.extra.get("fastapi"))
+
 _PYTEST_BLOCK = """\
 # pytest-asyncio: the loop must stay responsive while the handler runs
 import asyncio, time
@@ -495,7 +502,7 @@ def build_sections(report: Any, *, max_items: int = 25, memory: Any = None) -> l
     # 3. FastAPI performance recommendations
     # FastAPI-family findings, and core findings the FastAPI refiner placed in an
     # endpoint, dependency, middleware or background task (extra["fastapi"])
-    fastapi = [f for f in findings if f.section is Section.FASTAPI or f.kind in FASTAPI_KINDS or f.extra.get("fastapi")]
+    fastapi = [f for f in findings if is_fastapi_finding(f)]
     fa_items: list[Item] = []
     seen: set[tuple[str, str]] = set()
     for f in fastapi:
