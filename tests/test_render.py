@@ -445,3 +445,16 @@ def test_verification_plan_uses_the_profiled_threshold() -> None:
     assert "--threshold 30`" in plan[0].text and "--threshold 50" not in plan[0].text
     plan = dict(build_sections(LoopReport(finding_list=[f])))["Verification plan"]
     assert "--threshold 50`" in plan[0].text
+
+
+def test_pattern_analysis_explains_each_rule_of_a_kind() -> None:
+    """A kind groups several rules (a thread sleep and a DB call): the analysis gives
+    each one's own explanation, not the first finding's for all."""
+    from async_expert_ext.render.sections import build_sections
+    from async_expert_ext.scan.runner import scan_source
+
+    src = "import time, sqlite3\nasync def f(c: sqlite3.Connection):\n    c.execute('x')\n    time.sleep(1)\n"
+    report = scan_source(src, path="m.py", notebook=False, module="m")
+    item = next(i for i in dict(build_sections(report))["Async pattern analysis"] if i.kind == "blocking-call-in-async")
+    assert any(d.startswith("time.sleep() suspends the whole thread") for d in item.details)
+    assert any(d.startswith("A synchronous DB driver") for d in item.details)
