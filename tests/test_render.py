@@ -458,3 +458,12 @@ def test_pattern_analysis_explains_each_rule_of_a_kind() -> None:
     item = next(i for i in dict(build_sections(report))["Async pattern analysis"] if i.kind == "blocking-call-in-async")
     assert any(d.startswith("time.sleep() suspends the whole thread") for d in item.details)
     assert any(d.startswith("A synchronous DB driver") for d in item.details)
+
+
+def test_also_static_badge() -> None:
+    from async_expert_ext.model import Finding
+    from async_expert_ext.render import sections
+
+    f = Finding(code="AEX911", kind="task-exception-never-retrieved", severity="critical", message="m", source="runtime",
+                extra={"static": "the static scan flagged this line as fire-and-forget-task (AEX210)"})
+    assert sections.finding_badges(f) == [("also static", "the static scan flagged this line as fire-and-forget-task (AEX210)")]

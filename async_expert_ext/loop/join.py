@@ -123,12 +123,11 @@ def join_static(session: ProfileSession, runtime: list[Finding]) -> list[Finding
                     matches.append((label, i))
                     confirmed.setdefault(id(st), []).append(r)
         if not matches:
-            kept.append(
-                r.replace(
-                    message=r.message + " (not flagged by the static scan)",
-                    extra={**r.extra, "static": "not flagged by the static scan"},
-                )
-            )
+            # the same line may be statically flagged under a related kind (a dropped task
+            # that then failed): say so rather than "not flagged"
+            other = next((st for label, items in static.items() for st in items if label == r.path and st.line == r.line), None)
+            note = f"the static scan flagged this line as {other.kind} ({other.code})" if other else "not flagged by the static scan"
+            kept.append(r.replace(extra={**r.extra, "static": note}))
         # else: the static finding it confirms carries its cost (and its call chain reaches
         # the runtime line): reporting the event a second time would count it twice
     out = list(kept)

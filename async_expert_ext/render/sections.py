@@ -398,6 +398,8 @@ def finding_badges(finding: Finding, memory_status: str = "") -> list[tuple[str,
     static = str(extra.get("static", ""))
     if extra.get("runtime_only") or static.startswith("not flagged"):
         out.append(("runtime only", static or "no static finding matches this runtime observation"))
+    elif static.startswith("the static scan flagged"):
+        out.append(("also static", static))
     seen = extra.get("seen_before")
     status = (memory_status or str(extra.get("memory", ""))).strip()
     low = status.lower()
